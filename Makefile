@@ -1,0 +1,43 @@
+# keras-attn developer commands. `make test` and `make demo` do their own set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BACKEND ?= jax
+BACKENDS ?= jax tensorflow torch
+# Extra pytest arguments, e.g. PYTEST_ARGS='-m "not large"' for a quick local run.
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast lint docs demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Reinstall when the dependency list or the pins change.
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[all]"
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(BIN)/ruff check .
+
+docs: install
+	$(BIN)/mkdocs build --strict
+
+# ruff, the suite once per backend (each its own pytest process), the docs.
+test: install
+	BIN=$(BIN) BACKENDS="$(BACKENDS)" bash scripts/test.sh $(PYTEST_ARGS)
+
+test-fast:
+	$(MAKE) test PYTEST_ARGS='-m "not large"'
+
+demo: install
+	KERAS_BACKEND=$(BACKEND) $(BIN)/python examples/quickstart.py
+
+bench: install
+	KERAS_BACKEND=$(BACKEND) $(BIN)/python benchmarks/attention_ops.py
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,3 @@
+"""Vision layers."""
+
+__all__ = []

@@ -1,0 +1,33 @@
+"""Pure functions on `keras.ops`: the attention core, masks and positions."""
+
+from keras_attn.ops.attention import scaled_dot_product_attention
+from keras_attn.ops.masks import causal_mask
+from keras_attn.ops.masks import combine_masks
+from keras_attn.ops.masks import sliding_window_mask
+from keras_attn.ops.positions import alibi_bias
+from keras_attn.ops.positions import alibi_slopes
+from keras_attn.ops.positions import apply_rotary
+from keras_attn.ops.positions import relative_position_buckets
+from keras_attn.ops.positions import rotary_cos_sin
+from keras_attn.ops.positions import sequence_positions
+from keras_attn.ops.positions import sincos_1d
+from keras_attn.ops.positions import sincos_2d_positions
+from keras_attn.ops.positions import sine_position_encoding
+from keras_attn.ops.positions import t5_relative_position_bucket
+
+__all__ = [
+    "alibi_bias",
+    "alibi_slopes",
+    "apply_rotary",
+    "causal_mask",
+    "combine_masks",
+    "relative_position_buckets",
+    "rotary_cos_sin",
+    "scaled_dot_product_attention",
+    "sequence_positions",
+    "sincos_1d",
+    "sincos_2d_positions",
+    "sine_position_encoding",
+    "sliding_window_mask",
+    "t5_relative_position_bucket",
+]

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs ruff, the test suite once per Keras backend, and the strict docs build.
+# Prints one summary line per backend and exits non-zero if anything failed.
+set -u
+BIN=${BIN:-.venv/bin}
+BACKENDS=${BACKENDS:-"jax tensorflow torch"}
+status=0
+summary=()
+
+echo "== ruff"
+"$BIN/ruff" check . || status=1
+
+for backend in $BACKENDS; do
+  echo "== pytest, KERAS_BACKEND=$backend"
+  log=$(mktemp)
+  # Each backend is its own process: Keras picks the backend at import time.
+  KERAS_BACKEND=$backend "$BIN/python" -m pytest -n 2 --dist loadfile -q \
+    -p no:cacheprovider "$@" tests 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  last=$(grep -E "(passed|failed|error|no tests ran)" "$log" | tail -n 1 | sed 's/=//g; s/^ *//; s/ *$//')
+  summary+=("$backend: ${last:-no summary} (exit $rc)")
+  [ "$rc" -eq 0 ] || status=1
+  rm -f "$log"
+done
+
+export NO_MKDOCS_2_WARNING=1
+echo "== mkdocs build --strict"
+"$BIN/mkdocs" build --strict -q || { status=1; summary+=("docs: FAILED"); }
+
+echo
+echo "== summary"
+for line in "${summary[@]}"; do echo "$line"; done
+exit $status

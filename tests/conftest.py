@@ -1,0 +1,67 @@
+"""Test configuration shared by every backend's run.
+
+`make test` runs this suite once per backend (`KERAS_BACKEND=jax|tensorflow|
+torch`), each in its own pytest process.
+"""
+
+import os
+
+# Quieter TensorFlow; set before any backend import.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+
+def _disable_tf32():
+    # TF32 matmuls would loosen the 1e-5 equality tests on GPUs that have it.
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    elif BACKEND == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    elif BACKEND == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+
+
+_disable_tf32()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "large: slow or memory-heavy; still runs in `make test` and CI, "
+        'deselect locally with -m "not large"',
+    )
+    config.addinivalue_line(
+        "markers",
+        "requires_trainable_backend: needs gradients (every backend here has "
+        "them; kept for parity with keras-hub's suites)",
+    )
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend {BACKEND}"
+
+
+@pytest.fixture(autouse=True)
+def _reset_keras_state():
+    """Each test starts with the float32 policy and a fixed seed."""
+    keras.config.set_dtype_policy("float32")
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
