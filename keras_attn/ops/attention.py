@@ -178,8 +178,8 @@ def _choose_implementation(query, key, mask, bias, is_causal, needs_reference):
     """
     if needs_reference:
         return "reference"
-    batch, q_len, num_heads = query.shape[0], query.shape[1], query.shape[2]
-    k_len = key.shape[1]
+    batch, q_len, num_heads, _ = _static_shape(query)
+    k_len = _static_shape(key)[1]
     if None in (q_len, k_len, num_heads):
         return "reference"
     backend = keras.backend.backend()
@@ -260,7 +260,7 @@ def _reference_attention(
 
 
 def _fused_attention(query, key, value, mask, bias, is_causal, scale):
-    q_len, k_len = query.shape[1], key.shape[1]
+    q_len, k_len = _static_shape(query)[1], _static_shape(key)[1]
     same_length = q_len is not None and q_len == k_len
     if is_causal and (mask is not None or not same_length):
         # Backends align the causal mask to the start; ours ends at the last
@@ -349,8 +349,8 @@ def _group_mask_heads(x, num_kv_heads):
 
 
 def _chunked_attention(query, key, value, mask, bias, is_causal, scale, chunk):
-    q_len, num_heads = query.shape[1], query.shape[2]
-    k_len, num_kv_heads = key.shape[1], key.shape[2]
+    q_len, num_heads = _static_shape(query)[1:3]
+    k_len, num_kv_heads = _static_shape(key)[1:3]
     if None in (q_len, k_len):
         raise ValueError(
             "implementation='chunked' needs static sequence lengths. Received: "
@@ -525,6 +525,14 @@ def _slice_keys(x, start, chunk):
 # --------------------------------------------------------------------------
 
 
+def _static_shape(x):
+    """`x.shape` with every dimension unknown at trace time as None.
+
+    (JAX traces an unknown batch size as a symbolic dimension, not None.)
+    """
+    return tuple(d if isinstance(d, int) else None for d in x.shape)
+
+
 def _as_tensor(x):
     if isinstance(x, keras.KerasTensor):
         return x
@@ -550,7 +558,7 @@ def _validate(
                 f"`{name}` must have rank 4 (batch, length, heads, head_dim). "
                 f"Received: {name}.shape={tuple(x.shape)}"
             )
-    qs, ks, vs = tuple(query.shape), tuple(key.shape), tuple(value.shape)
+    qs, ks, vs = (_static_shape(x) for x in (query, key, value))
     if None not in (qs[0], ks[0], vs[0]) and not (qs[0] == ks[0] == vs[0]):
         raise ValueError(
             "`query`, `key` and `value` must have the same batch size. "
@@ -581,7 +589,7 @@ def _validate(
     for name, x in (("mask", mask), ("bias", bias)):
         if x is None:
             continue
-        if not _broadcastable(tuple(x.shape), target):
+        if not _broadcastable(_static_shape(x), target):
             raise ValueError(
                 f"`{name}` must broadcast to (batch, num_heads, query_length, "
                 f"key_length) = {target}. Received: {name}.shape="
