@@ -262,10 +262,11 @@ def _reference_attention(
 def _fused_attention(query, key, value, mask, bias, is_causal, scale):
     q_len, k_len = _static_shape(query)[1], _static_shape(key)[1]
     same_length = q_len is not None and q_len == k_len
-    if is_causal and (mask is not None or not same_length):
+    if is_causal and (mask is not None or bias is not None or not same_length):
         # Backends align the causal mask to the start; ours ends at the last
         # key, so give it explicitly unless the two agree (T == S). With a
-        # mask it is folded in too, so that rows left with no key are seen.
+        # mask it is folded in too, so that rows left with no key are seen;
+        # with a bias too, as PyTorch takes no bias together with is_causal.
         q_len, k_len = ops.shape(query)[1], ops.shape(key)[1]
         mask = combine_masks(mask, causal_mask(q_len, k_len))
         is_causal = False

@@ -75,6 +75,23 @@ def test_no_mask_no_bias(rng, implementation):
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_bias_without_mask(rng, implementation):
+    q, k, v = _inputs(rng, 2, 6, 6, 4, 2, 8, 8)
+    bias = rng.normal(size=(1, 4, 6, 6)).astype("float32")
+    for is_causal in (False, True):
+        out = scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            bias=bias,
+            is_causal=is_causal,
+            implementation=implementation,
+        )
+        expected, _ = ref.attention(q, k, v, bias=bias, is_causal=is_causal)
+        np.testing.assert_allclose(_np(out), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_mask_shapes_broadcast(rng, implementation):
     q, k, v = _inputs(rng, 2, 4, 6, 4, 4, 8, 8)
     for mask_shape in [(6,), (4, 6), (2, 1, 1, 6), (1, 4, 4, 6), (2, 4, 1, 1)]:

@@ -1,3 +1,5 @@
 """Attention layers."""
 
-__all__ = []
+from keras_attn.layers.attention.multi_head_attention import MultiHeadAttention
+
+__all__ = ["MultiHeadAttention"]
