@@ -357,6 +357,10 @@ def _chunked_attention(query, key, value, mask, bias, is_causal, scale, chunk):
             "implementation='chunked' needs static sequence lengths. Received: "
             f"query.shape={query.shape}, key.shape={key.shape}"
         )
+    if keras.backend.backend() == "torch":
+        return _chunked_torch(
+            query, key, value, mask, bias, is_causal, scale, chunk
+        )
     value_dim = value.shape[-1]
     out_dtype = query.dtype
     num_key_blocks = -(-k_len // chunk)
@@ -413,6 +417,61 @@ def _chunked_attention(query, key, value, mask, bias, is_causal, scale, chunk):
     output = ops.transpose(output, (0, 3, 1, 2, 4))
     output = ops.reshape(output, (-1, q_len, num_heads, value_dim))
     return ops.cast(output, out_dtype)
+
+
+def _chunked_torch(query, key, value, mask, bias, is_causal, scale, chunk):
+    """The chunked path on PyTorch: query blocks through the fused kernel.
+
+    PyTorch's `scaled_dot_product_attention` already streams over the keys
+    (flash-style on CPU and GPU, boolean masks included), and its eager
+    per-op overhead makes a key-block loop slow. So only the queries are
+    blocked here: each block attends its visible keys through the fused
+    path, with explicit masks of size `(chunk, S)`, never `(T, S)`.
+    """
+    q_len, k_len = query.shape[1], key.shape[1]
+    offset = k_len - q_len
+    mask = None if mask is None else _to_rank4(mask)
+    bias = None if bias is None else _to_rank4(bias)
+    outputs = []
+    for q_start in range(0, q_len, chunk):
+        q_stop = min(q_start + chunk, q_len)
+        # Causal: keys after the block's last query are hidden entirely.
+        visible = min(k_len, q_stop + offset) if is_causal else k_len
+        if visible <= 0:
+            batch, heads = ops.shape(query)[0], query.shape[2]
+            shape = (batch, q_stop - q_start, heads, value.shape[-1])
+            outputs.append(ops.zeros(shape, query.dtype))
+            continue
+        block_mask, block_bias = (
+            None if x is None else _slice_block(x, q_start, q_stop, visible)
+            for x in (mask, bias)
+        )
+        if is_causal:
+            block_mask = combine_masks(
+                block_mask,
+                causal_mask(q_stop - q_start, visible, offset=q_start + offset),
+            )
+        outputs.append(
+            _fused_attention(
+                query[:, q_start:q_stop],
+                key[:, :visible],
+                value[:, :visible],
+                block_mask,
+                block_bias,
+                False,
+                scale,
+            )
+        )
+    return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, 1)
+
+
+def _slice_block(x, q_start, q_stop, visible):
+    """Rows `[q_start, q_stop)` and keys `[0, visible)` of a rank-4 mask."""
+    if x.shape[2] != 1:
+        x = x[:, :, q_start:q_stop]
+    if x.shape[3] != 1:
+        x = x[:, :, :, :visible]
+    return x
 
 
 def _slice_rows(x, start, stop):

@@ -132,10 +132,10 @@ def test_causal_is_aligned_to_the_end(rng):
 
 
 def test_causal_more_queries_than_keys_gives_zero_rows(rng):
-    q, k, v = _inputs(rng, 1, 5, 3, 2, 2, 4, 4)
+    q, k, v = _inputs(rng, 1, 5, 3, 4, 2, 4, 6)
     for implementation in IMPLEMENTATIONS:
         out = scaled_dot_product_attention(
-            q, k, v, is_causal=True, implementation=implementation
+            q, k, v, is_causal=True, implementation=implementation, chunk_size=2
         )
         expected, _ = ref.attention(q, k, v, is_causal=True)
         np.testing.assert_allclose(_np(out), expected, atol=1e-5, rtol=1e-5)
