@@ -2,6 +2,7 @@
 # Runs ruff, the test suite once per Keras backend, and the strict docs build.
 # Prints one summary line per backend and exits non-zero if anything failed.
 set -u
+export TF_CPP_MIN_LOG_LEVEL=3 NO_MKDOCS_2_WARNING=1
 BIN=${BIN:-.venv/bin}
 BACKENDS=${BACKENDS:-"jax tensorflow torch"}
 status=0
@@ -17,13 +18,14 @@ for backend in $BACKENDS; do
   KERAS_BACKEND=$backend "$BIN/python" -m pytest -n 2 --dist loadfile -q \
     -p no:cacheprovider "$@" tests 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
-  last=$(grep -E "(passed|failed|error|no tests ran)" "$log" | tail -n 1 | sed 's/=//g; s/^ *//; s/ *$//')
+  # pytest's closing line, e.g. "== 250 passed, 1 deselected in 300.00s =="
+  last=$(grep -E "^=* *[0-9]+ (passed|failed|errors?|skipped|deselected)|no tests ran" "$log" \
+    | tail -n 1 | sed 's/=//g; s/^ *//; s/ *$//')
   summary+=("$backend: ${last:-no summary} (exit $rc)")
   [ "$rc" -eq 0 ] || status=1
   rm -f "$log"
 done
 
-export NO_MKDOCS_2_WARNING=1
 echo "== mkdocs build --strict"
 "$BIN/mkdocs" build --strict -q || { status=1; summary+=("docs: FAILED"); }
 

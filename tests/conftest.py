@@ -8,6 +8,15 @@ import os
 
 # Quieter TensorFlow; set before any backend import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under pytest-xdist each worker gets one CPU thread: `make test` runs one
+# worker per core, and several multi-threaded workers on the same cores slow
+# each other down many times over. Set before any backend import.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault(
+        "XLA_FLAGS",
+        "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    )
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -33,7 +42,22 @@ def _disable_tf32():
         jax.config.update("jax_default_matmul_precision", "highest")
 
 
+def _one_thread_per_xdist_worker():
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    if BACKEND == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+    elif BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 _disable_tf32()
+_one_thread_per_xdist_worker()
 
 
 def pytest_configure(config):

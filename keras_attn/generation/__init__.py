@@ -8,5 +8,6 @@ updated cache (any nest of tensors with the batch as leading axis).
 
 from keras_attn.generation.beam_search import beam_search
 from keras_attn.generation.greedy import greedy_search
+from keras_attn.generation.sampling import sample
 
-__all__ = ["beam_search", "greedy_search"]
+__all__ = ["beam_search", "greedy_search", "sample"]

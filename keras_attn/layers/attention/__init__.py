@@ -1,5 +1,11 @@
 """Attention layers."""
 
+from keras_attn.layers.attention.bahdanau_attention import BahdanauAttention
+from keras_attn.layers.attention.luong_attention import LuongAttention
 from keras_attn.layers.attention.multi_head_attention import MultiHeadAttention
 
-__all__ = ["MultiHeadAttention"]
+__all__ = [
+    "BahdanauAttention",
+    "LuongAttention",
+    "MultiHeadAttention",
+]

@@ -1,3 +1,5 @@
 """Recurrent layers."""
 
-__all__ = []
+from keras_attn.layers.recurrent.attention_rnn import AttentionRNN
+
+__all__ = ["AttentionRNN"]

@@ -1,3 +1,5 @@
 """Vision layers."""
 
-__all__ = []
+from keras_attn.layers.vision.patch_embedding import PatchEmbedding
+
+__all__ = ["PatchEmbedding"]

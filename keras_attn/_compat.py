@@ -1,0 +1,27 @@
+"""Backend compatibility: the only place library code imports a backend.
+
+Everything else in keras-attn is written on `keras.ops`. What lives here is
+needed because one backend behaves differently enough that the generic code
+would be slow or wrong; each helper says why, and each is tested against
+the generic path.
+"""
+
+import contextlib
+
+import keras
+
+
+def inference_mode():
+    """A context without gradient tracking, for generation loops.
+
+    PyTorch records the autograd graph of every op on trainable weights, so
+    eager decoding would keep the graph of all steps (and their caches)
+    alive and pay for it at each step; keras-hub's `generate` runs under
+    `torch.no_grad()` for the same reason. The other backends record nothing
+    outside a gradient tape or transform.
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()

@@ -1,0 +1,225 @@
+"""Beam search decoding against a model-agnostic step function."""
+
+import keras
+from keras import ops
+
+from keras_attn.generation._utils import as_cache
+from keras_attn.generation._utils import check_tokens
+from keras_attn.generation._utils import from_cache
+from keras_attn.generation._utils import index_tensor
+
+# Log probability of impossible continuations. Finite so that sums and the
+# length normalisation never produce NaN (inf - inf).
+_IMPOSSIBLE = -1e9
+
+
+def _length_penalty(lengths, alpha):
+    # GNMT / tfa.seq2seq: ((5 + length) / 6) ** alpha.
+    return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
+
+
+def beam_search(
+    next_fn,
+    tokens,
+    cache=None,
+    start_index=1,
+    beam_width=4,
+    length_penalty=0.0,
+    end_token=None,
+    pad_token=0,
+    return_scores=False,
+    return_cache=False,
+    return_all_beams=False,
+):
+    """Fills `tokens` from `start_index` on with the best beam.
+
+    Keeps, for every batch row, the `beam_width` partial sequences of highest
+    score and extends each with every token of the vocabulary at each step.
+    The score of a sequence is its total log probability divided by the
+    length penalty `((5 + length) / 6) ** length_penalty` of Wu et al. (as
+    `length_penalty_weight` of `tfa.seq2seq.BeamSearchDecoder`; 0 disables
+    it), where `length` counts the generated tokens up to `end_token`. A beam
+    that produced `end_token` is finished: it keeps its score and is padded
+    with `pad_token`. The loop stops once every beam is finished.
+
+    The model is seen only through `next_fn(tokens, cache, index) ->
+    (logits, cache)`, as in `greedy_search`, called on `B * beam_width` rows
+    (row `b * beam_width + k` is beam `k` of batch row `b`). Every tensor of
+    the cache must have the batch as its leading axis: the search reorders
+    it along that axis when beams are reselected.
+
+    Args:
+        next_fn: step function `(tokens, cache, index) -> (logits, cache)`.
+        tokens: `(B, L)` integer tensor, positions `< start_index` filled.
+        cache: initial cache for `B` rows (any nest of tensors) or None;
+            repeated `beam_width` times here.
+        start_index: int, first position to generate.
+        beam_width: positive int; 1 is greedy search.
+        length_penalty: float >= 0, the exponent `alpha` above.
+        end_token: optional int that finishes a beam.
+        pad_token: int written after `end_token`.
+        return_scores: bool, also return the scores `(B,)` of the returned
+            sequences (`(B, beam_width)` with `return_all_beams`).
+        return_cache: bool, also return the final cache of the returned beam
+            (of every beam, `(B, beam_width, ...)`, with `return_all_beams`).
+        return_all_beams: bool, return every beam sorted best first,
+            tokens `(B, beam_width, L)`, instead of the best one.
+
+    Returns:
+        `tokens` `(B, L)`; with `return_scores` and/or `return_cache`, a
+        tuple `(tokens, scores, cache)` of the ones asked for, in that order.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras import ops
+    from keras_attn.generation import beam_search
+
+    # A bigram "model" given by a table of log probabilities.
+    log_probs = np.log(np.full((4, 4), 0.25, "float32"))
+
+    def next_fn(tokens, cache, index):
+        previous = ops.take(tokens, index - 1, axis=1)  # (B,)
+        table = ops.convert_to_tensor(log_probs)
+        return ops.take(table, previous, axis=0), cache
+
+    tokens = np.zeros((1, 5), "int32")
+    best = beam_search(next_fn, tokens, beam_width=3, end_token=3)
+    ```
+
+    References:
+        - [Wu et al., 2016. Google's Neural Machine Translation System:
+          Bridging the Gap between Human and Machine
+          Translation](https://arxiv.org/abs/1609.08144)
+    """
+    if (
+        isinstance(beam_width, bool)
+        or not isinstance(beam_width, int)
+        or beam_width <= 0
+    ):
+        raise ValueError(
+            "`beam_width` must be a positive integer. Received: "
+            f"beam_width={beam_width!r}"
+        )
+    if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
+        raise ValueError(
+            "`length_penalty` must be a float >= 0. Received: "
+            f"length_penalty={length_penalty!r}"
+        )
+    tokens = ops.convert_to_tensor(tokens)
+    check_tokens(tokens, start_index)
+    width = beam_width
+    batch_size, max_length = tokens.shape[0], tokens.shape[1]
+    if batch_size is None:
+        batch_size = ops.shape(tokens)[0]
+
+    def expand(x):  # (B, ...) -> (B * W, ...), beams of a row adjacent
+        return ops.repeat(x, width, axis=0)
+
+    tokens = expand(tokens)  # (B * W, L)
+    cache = keras.tree.map_structure(expand, as_cache(cache))
+    # Only beam 0 is live at first: the W copies are identical, and
+    # extending all of them would fill the beam with duplicates.
+    first = ops.concatenate(
+        [ops.zeros((1,)), ops.full((width - 1,), _IMPOSSIBLE)], axis=0
+    )
+    log_probs = ops.tile(first[None, :], [batch_size, 1])  # (B, W)
+    lengths = ops.zeros((batch_size, width), dtype="int32")  # (B, W)
+    done = ops.zeros((batch_size, width), dtype="bool")  # (B, W)
+
+    def cond(index, tokens, cache, log_probs, lengths, done):
+        return ops.logical_and(
+            index < max_length, ops.logical_not(ops.all(done))
+        )
+
+    def body(index, tokens, cache, log_probs, lengths, done):
+        logits, cache = next_fn(tokens, cache, index)  # (B * W, V)
+        vocab = logits.shape[-1]
+        step_log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        step_log_probs = ops.reshape(
+            step_log_probs, (batch_size, width, vocab)
+        )  # (B, W, V)
+        if end_token is not None:
+            # A finished beam has one continuation, pad, at no cost.
+            pad_row = ops.where(
+                ops.arange(vocab) == pad_token, 0.0, _IMPOSSIBLE
+            )  # (V,)
+            step_log_probs = ops.where(
+                done[:, :, None], pad_row[None, None, :], step_log_probs
+            )
+        candidates = log_probs[:, :, None] + step_log_probs  # (B, W, V)
+        candidate_lengths = ops.where(done, lengths, lengths + 1)
+        candidate_lengths = ops.broadcast_to(
+            candidate_lengths[:, :, None], (batch_size, width, vocab)
+        )  # (B, W, V)
+        scores = candidates
+        if length_penalty:
+            scores = candidates / _length_penalty(
+                candidate_lengths, length_penalty
+            )
+        flat_scores = ops.reshape(scores, (batch_size, width * vocab))
+        _, flat_index = ops.top_k(flat_scores, k=width)  # (B, W)
+        beam = flat_index // vocab  # (B, W), the beam each one extends
+        token = ops.cast(flat_index % vocab, tokens.dtype)  # (B, W)
+        log_probs = ops.take_along_axis(
+            ops.reshape(candidates, (batch_size, width * vocab)),
+            flat_index,
+            axis=1,
+        )
+        lengths = ops.take_along_axis(
+            ops.reshape(candidate_lengths, (batch_size, width * vocab)),
+            flat_index,
+            axis=1,
+        )
+        done = ops.take_along_axis(done, beam, axis=1)
+        if end_token is not None:
+            done = ops.logical_or(done, ops.equal(token, end_token))
+        # Reorder every row-indexed tensor to follow its beam.
+        rows = ops.reshape(
+            ops.arange(batch_size, dtype="int32")[:, None] * width
+            + ops.cast(beam, "int32"),
+            (-1,),
+        )  # (B * W,)
+        tokens = ops.take(tokens, rows, axis=0)
+        cache = keras.tree.map_structure(
+            lambda x: ops.take(x, rows, axis=0), cache
+        )
+        tokens = ops.slice_update(
+            tokens, [0, index], ops.reshape(token, (-1, 1))
+        )
+        return index + 1, tokens, cache, log_probs, lengths, done
+
+    _, tokens, cache, log_probs, lengths, _ = ops.while_loop(
+        cond,
+        body,
+        (index_tensor(start_index), tokens, cache, log_probs, lengths, done),
+    )
+    scores = log_probs
+    if length_penalty:
+        scores = log_probs / _length_penalty(lengths, length_penalty)
+    # top_k keeps the beams sorted by score; re-sort in case the last step
+    # left ties or an early stop.
+    order = ops.argsort(-scores, axis=1)  # (B, W)
+    scores = ops.take_along_axis(scores, order, axis=1)
+    rows = ops.reshape(
+        ops.arange(batch_size, dtype="int32")[:, None] * width
+        + ops.cast(order, "int32"),
+        (-1,),
+    )
+
+    def unexpand(x):  # (B * W, ...) -> (B, W, ...) or best (B, ...)
+        x = ops.take(x, rows, axis=0)
+        x = ops.reshape(x, (batch_size, width) + tuple(x.shape[1:]))
+        return x if return_all_beams else x[:, 0]
+
+    tokens = unexpand(tokens)
+    cache = keras.tree.map_structure(unexpand, cache)
+    if not return_all_beams:
+        scores = scores[:, 0]
+    result = [tokens]
+    if return_scores:
+        result.append(scores)
+    if return_cache:
+        result.append(from_cache(cache))
+    return result[0] if len(result) == 1 else tuple(result)

@@ -1,0 +1,405 @@
+"""An RNN encoder-decoder with attention (Bahdanau/Luong NMT)."""
+
+import keras
+from keras import ops
+
+from keras_attn.generation import beam_search
+from keras_attn.generation import greedy_search
+from keras_attn.layers.attention._rnn_attention_base import _check_positive
+from keras_attn.layers.attention.bahdanau_attention import BahdanauAttention
+from keras_attn.layers.attention.luong_attention import LuongAttention
+from keras_attn.layers.recurrent.attention_rnn import AttentionRNN
+
+RNN_TYPES = ("lstm", "gru")
+ATTENTION_TYPES = ("bahdanau", "luong")
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class RNNSeq2Seq(keras.Model):
+    """A sequence-to-sequence model: bidirectional RNN encoder, attentional
+    RNN decoder.
+
+    The encoder embeds the source tokens and runs a bidirectional LSTM (or
+    GRU) of `hidden_dim // 2` units per direction; its states `(B, S,
+    hidden_dim)` are the memory, and the concatenated final states of both
+    directions start the decoder. The decoder is an `AttentionRNN` over an
+    `LSTMCell` (or `GRUCell`) of `hidden_dim` units with Bahdanau or Luong
+    attention and input feeding, followed by a `Dense` to the target
+    vocabulary. `call` is teacher forcing: it reads the target shifted
+    right (starting with the start token) and returns logits for every
+    position. `generate` decodes greedily or with beam search through
+    `keras_attn.generation`.
+
+    Args:
+        vocabulary_size: positive int, size of the source vocabulary.
+        target_vocabulary_size: positive int or None (the source one), size
+            of the target vocabulary (include the start and end tokens).
+        embedding_dim: positive int, size of both embeddings.
+        hidden_dim: positive even int, size of the decoder state and of the
+            encoder's memory (the two directions together).
+        rnn_type: `"lstm"` or `"gru"`.
+        attention_type: `"bahdanau"` (additive, `hidden_dim` units) or
+            `"luong"` (multiplicative, `"general"` score).
+        attention_layer_size: positive int or None (`hidden_dim`), size of
+            the attention vector of the decoder.
+        padding_token: optional int; source positions holding it are masked
+            in the encoder and the attention, target positions in the
+            decoder.
+        **kwargs: `keras.Model` arguments (`name`, `dtype`).
+
+    Call arguments:
+        inputs: `(encoder_tokens, decoder_tokens)`, integer tensors
+            `(B, S)` and `(B, T)` (a tuple, list or a dict with these keys).
+        training: bool.
+        return_alignments: bool, also return the alignments `(B, T, S)`.
+
+    Returns:
+        Logits `(B, T, target_vocabulary_size)` (and the alignments).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attn.models import RNNSeq2Seq
+
+    model = RNNSeq2Seq(vocabulary_size=12, embedding_dim=8, hidden_dim=16)
+    source = np.random.randint(1, 12, size=(2, 5))
+    target_in = np.random.randint(1, 12, size=(2, 4))
+    logits = model((source, target_in))  # (2, 4, 12)
+    tokens, alignments = model.generate(source, max_length=4, start_token=1)
+    # tokens: (2, 4); alignments: (2, 4, 5)
+    ```
+
+    References:
+        - [Bahdanau et al., 2015. Neural Machine Translation by Jointly
+          Learning to Align and Translate](https://arxiv.org/abs/1409.0473)
+        - [Luong et al., 2015. Effective Approaches to Attention-based Neural
+          Machine Translation](https://arxiv.org/abs/1508.04025)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        target_vocabulary_size=None,
+        embedding_dim=64,
+        hidden_dim=128,
+        rnn_type="lstm",
+        attention_type="bahdanau",
+        attention_layer_size=None,
+        padding_token=None,
+        **kwargs,
+    ):
+        _check_positive("vocabulary_size", vocabulary_size)
+        _check_positive(
+            "target_vocabulary_size", target_vocabulary_size, allow_none=True
+        )
+        _check_positive("embedding_dim", embedding_dim)
+        _check_positive("hidden_dim", hidden_dim)
+        if hidden_dim % 2:
+            raise ValueError(
+                "`hidden_dim` must be even (the encoder's two directions "
+                f"each have hidden_dim // 2 units). Received: "
+                f"hidden_dim={hidden_dim}"
+            )
+        if rnn_type not in RNN_TYPES:
+            raise ValueError(
+                f"`rnn_type` must be one of {RNN_TYPES}. Received: "
+                f"rnn_type={rnn_type!r}"
+            )
+        if attention_type not in ATTENTION_TYPES:
+            raise ValueError(
+                f"`attention_type` must be one of {ATTENTION_TYPES}. "
+                f"Received: attention_type={attention_type!r}"
+            )
+        _check_positive(
+            "attention_layer_size", attention_layer_size, allow_none=True
+        )
+        if padding_token is not None and (
+            isinstance(padding_token, bool)
+            or not isinstance(padding_token, int)
+            or padding_token < 0
+        ):
+            raise ValueError(
+                "`padding_token` must be None or a non-negative int. "
+                f"Received: padding_token={padding_token!r}"
+            )
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.target_vocabulary_size = target_vocabulary_size
+        self.embedding_dim = embedding_dim
+        self.hidden_dim = hidden_dim
+        self.rnn_type = rnn_type
+        self.attention_type = attention_type
+        self.attention_layer_size = attention_layer_size
+        self.padding_token = padding_token
+
+        target_vocab = target_vocabulary_size or vocabulary_size
+        policy = self.dtype_policy
+        self.encoder_embedding = keras.layers.Embedding(
+            vocabulary_size,
+            embedding_dim,
+            dtype=policy,
+            name="encoder_embedding",
+        )
+        rnn_cls = keras.layers.LSTM if rnn_type == "lstm" else keras.layers.GRU
+        self.encoder = keras.layers.Bidirectional(
+            rnn_cls(
+                hidden_dim // 2,
+                return_sequences=True,
+                return_state=True,
+                dtype=policy,
+            ),
+            merge_mode="concat",
+            dtype=policy,
+            name="encoder",
+        )
+        self.decoder_embedding = keras.layers.Embedding(
+            target_vocab,
+            embedding_dim,
+            dtype=policy,
+            name="decoder_embedding",
+        )
+        cell_cls = (
+            keras.layers.LSTMCell
+            if rnn_type == "lstm"
+            else keras.layers.GRUCell
+        )
+        if attention_type == "bahdanau":
+            attention = BahdanauAttention(
+                hidden_dim, dtype=policy, name="attention"
+            )
+        else:
+            attention = LuongAttention(
+                "general", dtype=policy, name="attention"
+            )
+        self.decoder = AttentionRNN(
+            cell_cls(hidden_dim, dtype=policy, name="decoder_cell"),
+            attention,
+            attention_layer_size=attention_layer_size or hidden_dim,
+            return_alignments=True,
+            dtype=policy,
+            name="decoder",
+        )
+        self.output_dense = keras.layers.Dense(
+            target_vocab, dtype=policy, name="output_dense"
+        )
+
+    # -- pieces -------------------------------------------------------------
+
+    def _split(self, inputs):
+        if isinstance(inputs, dict):
+            return inputs["encoder_tokens"], inputs["decoder_tokens"]
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
+            return inputs[0], inputs[1]
+        raise ValueError(
+            "`inputs` must be (encoder_tokens, decoder_tokens) or a dict "
+            f"with these keys. Received: inputs={inputs!r}"
+        )
+
+    def _check_tokens(self, name, tokens):
+        shape = tuple(tokens.shape)
+        if len(shape) != 2:
+            raise ValueError(
+                f"`{name}` must have rank 2 (batch, length). Received: "
+                f"{name}.shape={shape}"
+            )
+
+    def _token_mask(self, tokens):
+        if self.padding_token is None:
+            return None
+        return ops.not_equal(tokens, self.padding_token)
+
+    def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            source_shape = input_shape["encoder_tokens"]
+            target_shape = input_shape["decoder_tokens"]
+        elif (
+            isinstance(input_shape, (list, tuple))
+            and len(input_shape) == 2
+            and all(isinstance(x, (list, tuple)) for x in input_shape)
+        ):
+            source_shape, target_shape = input_shape
+        else:
+            raise ValueError(
+                "`inputs` must be (encoder_tokens, decoder_tokens) or a dict "
+                f"with these keys. Received shape(s): {input_shape}"
+            )
+        source_shape, target_shape = tuple(source_shape), tuple(target_shape)
+        for name, shape in (
+            ("encoder_tokens", source_shape),
+            ("decoder_tokens", target_shape),
+        ):
+            if len(shape) != 2:
+                raise ValueError(
+                    f"`{name}` must have rank 2 (batch, length). Received: "
+                    f"{name}.shape={shape}"
+                )
+        self.encoder_embedding.build(source_shape)
+        self.encoder.build(source_shape + (self.embedding_dim,))
+        self.decoder_embedding.build(target_shape)
+        self.decoder.build(
+            target_shape + (self.embedding_dim,),
+            (source_shape[0], source_shape[1], self.hidden_dim),
+        )
+        self.output_dense.build(
+            (None, None, self.attention_layer_size or self.hidden_dim)
+        )
+        self.built = True
+
+    def encode(self, encoder_tokens, training=None):
+        """Runs the encoder.
+
+        Args:
+            encoder_tokens: `(B, S)` integer tensor.
+            training: bool.
+
+        Returns:
+            `(memory, memory_mask, decoder_cell_state)`: memory
+            `(B, S, hidden_dim)`, mask `(B, S)` or None, and the initial
+            state of the decoder cell.
+        """
+        self._check_tokens("encoder_tokens", encoder_tokens)
+        mask = self._token_mask(encoder_tokens)
+        x = self.encoder_embedding(encoder_tokens)  # (B, S, E)
+        memory, *states = self.encoder(x, mask=mask, training=training)
+        # Bidirectional returns forward states then backward ones; the
+        # decoder cell's state is their concatenation, state by state.
+        half = len(states) // 2
+        cell_state = [
+            ops.concatenate([f, b], axis=-1)
+            for f, b in zip(states[:half], states[half:])
+        ]  # each (B, hidden_dim)
+        return memory, mask, cell_state
+
+    def call(self, inputs, training=None, return_alignments=False):
+        encoder_tokens, decoder_tokens = self._split(inputs)
+        self._check_tokens("decoder_tokens", decoder_tokens)
+        memory, memory_mask, cell_state = self.encode(encoder_tokens, training)
+        y = self.decoder_embedding(decoder_tokens)  # (B, T, E)
+        outputs, alignments = self.decoder(
+            y,
+            memory,
+            memory_mask=memory_mask,
+            initial_state=cell_state,
+            mask=self._token_mask(decoder_tokens),
+            training=training,
+        )
+        logits = self.output_dense(outputs)  # (B, T, V)
+        if return_alignments:
+            return logits, alignments
+        return logits
+
+    # -- inference -----------------------------------------------------------
+
+    def generate(
+        self,
+        encoder_tokens,
+        max_length,
+        start_token,
+        end_token=None,
+        beam_width=1,
+        length_penalty=0.0,
+        pad_token=None,
+    ):
+        """Translates `encoder_tokens`, greedily or with beam search.
+
+        Args:
+            encoder_tokens: `(B, S)` integer array.
+            max_length: positive int, number of tokens to generate.
+            start_token: int fed to the decoder first.
+            end_token: optional int; a sequence ends once it produced it.
+            beam_width: positive int; 1 is greedy search.
+            length_penalty: float >= 0, see `keras_attn.generation.beam_search`.
+            pad_token: int written after `end_token`; defaults to
+                `padding_token`, else 0.
+
+        Returns:
+            `(tokens, alignments)`: the generated tokens
+            `(B, max_length)` (without the start token) and the alignment
+            history `(B, max_length, S)`, for `keras_attn.plot.plot_attention`.
+        """
+        _check_positive("max_length", max_length)
+        encoder_tokens = ops.convert_to_tensor(encoder_tokens, "int32")
+        if not self.built:
+            self.build((tuple(encoder_tokens.shape), (None, max_length)))
+        if pad_token is None:
+            pad_token = self.padding_token or 0
+        memory, memory_mask, cell_state = self.encode(encoder_tokens)
+        batch_size, source_length = encoder_tokens.shape[0], memory.shape[1]
+        if memory_mask is None:
+            memory_mask = ops.ones((batch_size, source_length), dtype="bool")
+        cache = {
+            "state": self.decoder.get_initial_state(batch_size, cell_state),
+            "memory": memory,
+            "keys": self.decoder.precompute(memory),
+            "memory_mask": memory_mask,
+            # Preallocated; step `index` writes row `index - 1`.
+            "alignments": ops.zeros(
+                (batch_size, max_length, source_length),
+                dtype=self.decoder.compute_dtype,
+            ),
+        }
+        tokens = ops.concatenate(
+            [
+                ops.full((batch_size, 1), start_token, dtype="int32"),
+                ops.full((batch_size, max_length), pad_token, dtype="int32"),
+            ],
+            axis=1,
+        )  # (B, 1 + max_length)
+
+        def next_fn(tokens, cache, index):
+            previous = ops.take(tokens, index - 1, axis=1)  # (B,)
+            y = self.decoder_embedding(previous)  # (B, E)
+            output, state, alignment = self.decoder.step(
+                y,
+                cache["state"],
+                cache["memory"],
+                keys=cache["keys"],
+                memory_mask=cache["memory_mask"],
+            )
+            logits = self.output_dense(output)  # (B, V)
+            alignments = ops.slice_update(
+                cache["alignments"],
+                [0, index - 1, 0],
+                ops.cast(alignment, cache["alignments"].dtype)[:, None, :],
+            )
+            cache = dict(cache, state=state, alignments=alignments)
+            return logits, cache
+
+        if beam_width == 1:
+            tokens, cache = greedy_search(
+                next_fn,
+                tokens,
+                cache,
+                end_token=end_token,
+                pad_token=pad_token,
+                return_cache=True,
+            )
+        else:
+            tokens, cache = beam_search(
+                next_fn,
+                tokens,
+                cache,
+                beam_width=beam_width,
+                length_penalty=length_penalty,
+                end_token=end_token,
+                pad_token=pad_token,
+                return_cache=True,
+            )
+        return tokens[:, 1:], cache["alignments"]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "target_vocabulary_size": self.target_vocabulary_size,
+                "embedding_dim": self.embedding_dim,
+                "hidden_dim": self.hidden_dim,
+                "rnn_type": self.rnn_type,
+                "attention_type": self.attention_type,
+                "attention_layer_size": self.attention_layer_size,
+                "padding_token": self.padding_token,
+            }
+        )
+        return config

@@ -1,0 +1,396 @@
+import keras
+from keras import ops
+
+from keras_attn._compat import inference_mode
+from keras_attn.layers.embeddings.token_and_position_embedding import (
+    TokenAndPositionEmbedding,
+)
+from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
+from keras_attn.models._decoding import check_method
+from keras_attn.models._decoding import check_positive_int
+from keras_attn.models._decoding import decode
+
+POSITIONS = ("learned", "rotary", "alibi", "relative")
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class TransformerLM(keras.Model):
+    """A decoder-only (GPT-style) transformer language model.
+
+    Token embeddings (plus learned position embeddings with
+    `position="learned"`), a stack of pre-norm `TransformerDecoder` blocks
+    without cross-attention, a final normalization, and the projection to
+    the vocabulary (the transposed token embedding with `tie_weights`).
+    Called on token ids `(B, T)`, it returns next-token logits `(B, T, V)`:
+    train it with `SparseCategoricalCrossentropy(from_logits=True)` on the
+    ids shifted by one.
+
+    `generate` continues a prompt with greedy search, beam search or
+    sampling (`keras_attn.generation`), feeding one token per step against a
+    preallocated key/value cache per block, so that a step costs `O(L)`
+    instead of re-running the whole sequence.
+
+    Args:
+        vocabulary_size: int, the number of token ids `V`.
+        max_sequence_length: int, the longest sequence (prompt plus
+            generated tokens).
+        num_layers: int, the number of blocks. Defaults to `2`.
+        num_heads: int, attention heads per block. Defaults to `4`.
+        hidden_dim: int, the model width `D` (a multiple of `num_heads`).
+            Defaults to `128`.
+        intermediate_dim: int, the feed-forward width. Defaults to
+            `4 * hidden_dim`.
+        num_key_value_heads: int dividing `num_heads`, key/value heads
+            (grouped-query attention; the cache shrinks with them). Defaults
+            to `num_heads`.
+        position: `"learned"` (GPT-2 position embeddings), `"rotary"`,
+            `"alibi"` or `"relative"` (inside attention). Defaults to
+            `"learned"`.
+        dropout: float in `[0, 1)`. Defaults to `0.0`.
+        layer_norm_epsilon: float. Defaults to `1e-5`.
+        tie_weights: bool, whether the output projection is the transposed
+            token embedding. Defaults to `True`.
+        **kwargs: other arguments of `keras.Model` (`name`, `dtype`).
+
+    Call arguments:
+        token_ids: `(B, T)` integer tensor.
+        training: bool, whether dropout is active.
+
+    Returns:
+        Logits `(B, T, V)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_attn.models import TransformerLM
+    >>> model = TransformerLM(
+    ...     vocabulary_size=50, max_sequence_length=16, hidden_dim=32,
+    ...     position="rotary", num_key_value_heads=2,
+    ... )
+    >>> tuple(model(np.ones((2, 8), "int32")).shape)
+    (2, 8, 50)
+    >>> prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    >>> tuple(model.generate(prompt, max_length=10).shape)
+    (2, 10)
+
+    References:
+        - Radford et al., "Language Models are Unsupervised Multitask
+          Learners", 2019.
+        - Vaswani et al., "Attention Is All You Need", 2017.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        max_sequence_length,
+        num_layers=2,
+        num_heads=4,
+        hidden_dim=128,
+        intermediate_dim=None,
+        num_key_value_heads=None,
+        position="learned",
+        dropout=0.0,
+        layer_norm_epsilon=1e-5,
+        tie_weights=True,
+        **kwargs,
+    ):
+        for name, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("max_sequence_length", max_sequence_length),
+            ("num_layers", num_layers),
+            ("num_heads", num_heads),
+            ("hidden_dim", hidden_dim),
+        ):
+            check_positive_int(name, value)
+        if intermediate_dim is not None:
+            check_positive_int("intermediate_dim", intermediate_dim)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                "`hidden_dim` must be a multiple of `num_heads`. Received: "
+                f"hidden_dim={hidden_dim}, num_heads={num_heads}"
+            )
+        if position not in POSITIONS:
+            raise ValueError(
+                f"`position` must be one of {POSITIONS}. Received: "
+                f"position={position!r}"
+            )
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.max_sequence_length = max_sequence_length
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        self.num_key_value_heads = num_key_value_heads
+        self.position = position
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.tie_weights = tie_weights
+        # Sublayers (no weights until `build`); blocks validate the rest.
+        if position == "learned":
+            self.embedding = TokenAndPositionEmbedding(
+                vocabulary_size,
+                max_sequence_length,
+                hidden_dim,
+                tie_weights=tie_weights,
+                embeddings_initializer=keras.initializers.RandomNormal(
+                    stddev=0.02
+                ),
+                dtype=self.dtype_policy,
+                name="embedding",
+            )
+        else:
+            self.embedding = keras.layers.ReversibleEmbedding(
+                vocabulary_size,
+                hidden_dim,
+                tie_weights=tie_weights,
+                embeddings_initializer=keras.initializers.RandomNormal(
+                    stddev=0.02
+                ),
+                dtype=self.dtype_policy,
+                name="embedding",
+            )
+        self.embedding_dropout = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy, name="embedding_dropout"
+        )
+        self.blocks = [
+            TransformerDecoder(
+                self.intermediate_dim,
+                num_heads,
+                dropout=dropout,
+                activation="gelu",
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=True,
+                num_key_value_heads=num_key_value_heads,
+                position=None if position == "learned" else position,
+                dtype=self.dtype_policy,
+                name=f"block_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name="final_norm",
+        )
+
+    @property
+    def token_embedding(self):
+        if self.position == "learned":
+            return self.embedding.token_embedding
+        return self.embedding
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(
+                "`token_ids` must have shape (batch, length). Received: "
+                f"token_ids.shape={input_shape}"
+            )
+        hidden_shape = input_shape + (self.hidden_dim,)
+        self.embedding.build(input_shape)
+        for block in self.blocks:
+            block.build(hidden_shape)
+        self.final_norm.build(hidden_shape)
+        self.built = True
+
+    def _check_token_ids(self, token_ids):
+        shape = tuple(token_ids.shape)
+        if len(shape) != 2:
+            raise ValueError(
+                "`token_ids` must have shape (batch, length). Received: "
+                f"token_ids.shape={shape}"
+            )
+        if (
+            self.position == "learned"
+            and shape[1] is not None
+            and shape[1] > self.max_sequence_length
+        ):
+            raise ValueError(
+                "`token_ids` is longer than `max_sequence_length` "
+                f"({self.max_sequence_length}). Received: "
+                f"token_ids.shape={shape}"
+            )
+
+    def _embed(self, token_ids, start_index=0, training=None):
+        if self.position == "learned":
+            x = self.embedding(token_ids, start_index=start_index)
+        else:
+            x = self.embedding(token_ids)
+        if self.dropout > 0:
+            x = self.embedding_dropout(x, training=training)
+        return x
+
+    def _logits(self, x):
+        x = self.final_norm(x)
+        # (B, T, D) -> (B, T, V)
+        return self.token_embedding(x, reverse=True)
+
+    def call(self, token_ids, training=None):
+        self._check_token_ids(token_ids)
+        x = self._embed(token_ids, training=training)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self._logits(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.vocabulary_size,)
+
+    # -- cached decoding ------------------------------------------------------
+
+    def empty_cache(self, batch_size, max_length):
+        """Zero key/value caches, one `(B, 2, max_length, K, H)` per block."""
+        num_kv = self.num_key_value_heads or self.num_heads
+        shape = (
+            batch_size,
+            2,
+            max_length,
+            num_kv,
+            self.hidden_dim // self.num_heads,
+        )
+        return tuple(
+            ops.zeros(shape, dtype=self.compute_dtype) for _ in self.blocks
+        )
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """Runs `token_ids` at positions `cache_update_index + t`.
+
+        Args:
+            token_ids: `(B, T)` integer tensor, the new tokens.
+            cache: tuple of per-block caches from `empty_cache`.
+            cache_update_index: int or scalar int tensor, the position of
+                `token_ids[:, 0]`.
+
+        Returns:
+            `(logits, cache)`: logits `(B, T, V)` and the updated caches.
+        """
+        x = self._embed(token_ids, start_index=cache_update_index)
+        new_cache = []
+        for block, block_cache in zip(self.blocks, cache):
+            x, block_cache = block(
+                x,
+                self_attention_cache=block_cache,
+                self_attention_cache_update_index=cache_update_index,
+            )
+            new_cache.append(block_cache)
+        return self._logits(x), tuple(new_cache)
+
+    def generate(
+        self,
+        token_ids,
+        max_length,
+        method="greedy",
+        use_cache=True,
+        end_token=None,
+        pad_token=0,
+        **options,
+    ):
+        """Continues the prompts `token_ids` up to `max_length` tokens.
+
+        Args:
+            token_ids: `(B, P)` integer prompts (`P >= 1`, all of length P).
+            max_length: int, the length of the returned sequences.
+            method: `"greedy"`, `"beam"` or `"sample"`.
+            use_cache: bool, decode one token per step against key/value
+                caches (fast) or re-run the whole sequence each step.
+            end_token: optional int; a sequence stops after it.
+            pad_token: int written after `end_token`.
+            **options: arguments of the decoding loop: `beam_width`,
+                `length_penalty` (beam); `temperature`, `top_k`, `top_p`,
+                `seed` (sample).
+
+        Returns:
+            `(B, max_length)` int32 tokens, the prompt included.
+        """
+        with inference_mode():
+            return self._generate(
+                token_ids,
+                max_length,
+                method,
+                use_cache,
+                end_token,
+                pad_token,
+                options,
+            )
+
+    def _generate(
+        self,
+        token_ids,
+        max_length,
+        method,
+        use_cache,
+        end_token,
+        pad_token,
+        options,
+    ):
+        check_method(method)
+        check_positive_int("max_length", max_length)
+        token_ids = ops.convert_to_tensor(token_ids, "int32")
+        self._check_token_ids(token_ids)
+        batch_size, prompt_length = token_ids.shape
+        if not 1 <= prompt_length <= max_length:
+            raise ValueError(
+                "The prompt length must be in [1, max_length]. Received: "
+                f"token_ids.shape={tuple(token_ids.shape)}, "
+                f"max_length={max_length}"
+            )
+        if self.position == "learned" and max_length > self.max_sequence_length:
+            raise ValueError(
+                "`max_length` must be at most `max_sequence_length` "
+                f"({self.max_sequence_length}). Received: "
+                f"max_length={max_length}"
+            )
+        if not self.built:
+            self.build((None, None))
+        tokens = ops.concatenate(
+            [
+                token_ids,
+                ops.full(
+                    (batch_size, max_length - prompt_length),
+                    pad_token,
+                    dtype="int32",
+                ),
+            ],
+            axis=1,
+        )  # (B, L)
+        if use_cache:
+            # Prefill the cache with the prompt; the first step rewrites the
+            # last prompt position with the same keys and values.
+            _, cache = self.call_with_cache(
+                token_ids, self.empty_cache(batch_size, max_length), 0
+            )
+
+            def next_fn(tokens, cache, index):
+                # (B, 1): the token at index - 1.
+                previous = ops.expand_dims(ops.take(tokens, index - 1, 1), 1)
+                logits, cache = self.call_with_cache(previous, cache, index - 1)
+                return logits[:, 0, :], cache
+
+        else:
+            cache = None
+
+            def next_fn(tokens, cache, index):
+                logits = self(tokens)  # (B, L, V), causal
+                return ops.take(logits, index - 1, axis=1), cache
+
+        options = dict(options, end_token=end_token, pad_token=pad_token)
+        return decode(next_fn, tokens, cache, prompt_length, method, options)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "max_sequence_length": self.max_sequence_length,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "num_key_value_heads": self.num_key_value_heads,
+                "position": self.position,
+                "dropout": self.dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "tie_weights": self.tie_weights,
+            }
+        )
+        return config

@@ -1,0 +1,376 @@
+"""The Vision Transformer (ViT): an image classifier made of patch tokens."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_attn.layers.transformer.transformer_encoder import TransformerEncoder
+from keras_attn.layers.vision.patch_embedding import PatchEmbedding
+
+POOLINGS = ("cls", "mean")
+
+# Architectures of "An Image is Worth 16x16 Words" (ViT-B, ViT-L) and of
+# DeiT (ViT-Ti, ViT-S). No weights: `from_preset` builds an untrained model.
+VIT_PRESETS = {
+    "vit_tiny": dict(
+        patch_size=16, num_layers=12, num_heads=3, hidden_dim=192, mlp_dim=768
+    ),
+    "vit_small": dict(
+        patch_size=16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536
+    ),
+    "vit_base": dict(
+        patch_size=16,
+        num_layers=12,
+        num_heads=12,
+        hidden_dim=768,
+        mlp_dim=3072,
+    ),
+    "vit_large": dict(
+        patch_size=16,
+        num_layers=24,
+        num_heads=16,
+        hidden_dim=1024,
+        mlp_dim=4096,
+    ),
+}
+
+
+def _is_positive_int(value):
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and value > 0
+    )
+
+
+def _check_positive_int(name, value, allow_none=False):
+    if allow_none and value is None:
+        return
+    if not _is_positive_int(value):
+        raise ValueError(
+            f"`{name}` must be a positive integer"
+            f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
+        )
+
+
+def _pair(name, value):
+    """An int or a pair of ints as a tuple of two positive ints."""
+    pair = (value, value) if _is_positive_int(value) else value
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or not all(_is_positive_int(v) for v in pair)
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive integer or a pair of positive "
+            f"integers. Received: {name}={value!r}"
+        )
+    return tuple(int(v) for v in pair)
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class VisionTransformer(keras.Model):
+    """The Vision Transformer (ViT) image classifier.
+
+    The image is cut into `patch_size` patches, each patch linearly embedded
+    (`keras_attn.layers.PatchEmbedding`, with a class token for
+    `pooling="cls"` and learned positions), and the sequence of patch
+    tokens runs through `num_layers` pre-norm transformer encoder blocks
+    (`keras_attn.layers.TransformerEncoder` with `normalize_first=True` and
+    a GELU feed-forward of `mlp_dim` units). A final layer norm is followed
+    by pooling (the class token, or the mean of all tokens) and a dense
+    classification head returning logits. With `num_classes=None` the model
+    is a feature extractor returning the pooled, normalized features
+    `(B, hidden_dim)`.
+
+    A functional model: `summary()`, `fit()`, `.keras` saving and
+    `get_config()` work as for any Keras model. `attention_scores(images)`
+    returns each block's attention weights, for attention rollout
+    (`keras_attn.interpret.attention_rollout`). `from_preset` builds the
+    ViT-Ti/S/B/L architectures (untrained: no weights are downloaded).
+
+    Args:
+        image_size: int or pair of ints `(height, width)`.
+        patch_size: int or pair of ints; must divide `image_size`.
+        num_layers: int, the number of encoder blocks.
+        num_heads: int, the attention heads per block.
+        hidden_dim: int, the token size (divisible by `num_heads`).
+        mlp_dim: int, the hidden units of each block's feed-forward network.
+        num_classes: int, the number of logits, or `None` for a headless
+            feature extractor.
+        dropout: float, the dropout rate after the embedding and inside the
+            blocks. Defaults to `0.0`.
+        pooling: `"cls"` (the class token's final state) or `"mean"` (the
+            mean of the patch tokens, no class token). Defaults to `"cls"`.
+        num_channels: int, the image channels. Defaults to `3`.
+        position: `"learned"` or `"sine"` patch positions, see
+            `PatchEmbedding`. Defaults to `"learned"`.
+        layer_norm_epsilon: float. Defaults to `1e-6`, as in ViT.
+        classifier_activation: activation of the head (`None` for logits,
+            `"softmax"` for probabilities). Defaults to `None`.
+        data_format: `"channels_last"` or `"channels_first"`. Defaults to
+            `keras.config.image_data_format()`.
+        dtype: the dtype policy of every layer (for example
+            `"mixed_bfloat16"`). Defaults to the global policy.
+        **kwargs: other arguments of `keras.Model`, such as `name`.
+
+    Call arguments:
+        images: `(B, height, width, num_channels)` (channels first with
+            `data_format="channels_first"`).
+        training: bool, whether dropout is active.
+
+    Returns:
+        Logits `(B, num_classes)`, or features `(B, hidden_dim)` when
+        `num_classes` is `None`.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_attn
+
+    model = keras_attn.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
+        num_classes=10,
+    )
+    images = keras.random.uniform((4, 32, 32, 3))
+    logits = model(images)  # (4, 10)
+    scores = model.attention_scores(images)  # 2 x (4, 2, 17, 17)
+
+    # ViT-S/16 architecture (untrained) for 100 classes.
+    vit_s = keras_attn.models.VisionTransformer.from_preset(
+        "vit_small", image_size=224, num_classes=100
+    )
+    ```
+
+    References:
+        - An Image is Worth 16x16 Words: Transformers for Image Recognition
+          at Scale (Dosovitskiy et al., 2021).
+        - Training data-efficient image transformers & distillation through
+          attention (Touvron et al., 2021).
+    """
+
+    def __init__(
+        self,
+        image_size,
+        patch_size,
+        num_layers,
+        num_heads,
+        hidden_dim,
+        mlp_dim,
+        num_classes,
+        dropout=0.0,
+        pooling="cls",
+        num_channels=3,
+        position="learned",
+        layer_norm_epsilon=1e-6,
+        classifier_activation=None,
+        data_format=None,
+        dtype=None,
+        **kwargs,
+    ):
+        # Checks before any layer or backend op.
+        image_size = _pair("image_size", image_size)
+        patch_size = _pair("patch_size", patch_size)
+        if image_size[0] % patch_size[0] or image_size[1] % patch_size[1]:
+            raise ValueError(
+                f"`patch_size` must divide `image_size`. Received: "
+                f"patch_size={patch_size}, image_size={image_size}"
+            )
+        for name, value in (
+            ("num_layers", num_layers),
+            ("num_heads", num_heads),
+            ("hidden_dim", hidden_dim),
+            ("mlp_dim", mlp_dim),
+            ("num_channels", num_channels),
+        ):
+            _check_positive_int(name, value)
+        _check_positive_int("num_classes", num_classes, allow_none=True)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                "`hidden_dim` must be divisible by `num_heads`. Received: "
+                f"hidden_dim={hidden_dim}, num_heads={num_heads}"
+            )
+        if pooling not in POOLINGS:
+            raise ValueError(
+                "`pooling` must be 'cls' or 'mean'. Received: "
+                f"pooling={pooling!r}"
+            )
+        if isinstance(dropout, bool) or not (
+            isinstance(dropout, numbers.Real) and 0 <= dropout < 1
+        ):
+            raise ValueError(
+                "`dropout` must be a number in [0, 1). Received: "
+                f"dropout={dropout!r}"
+            )
+        data_format = data_format or keras.config.image_data_format()
+
+        # === Layers ===
+        patch_embedding = PatchEmbedding(
+            patch_size,
+            hidden_dim,
+            use_class_token=pooling == "cls",
+            position=position,
+            data_format=data_format,
+            dtype=dtype,
+            name="patch_embedding",
+        )
+        embedding_dropout = keras.layers.Dropout(
+            dropout, dtype=dtype, name="embedding_dropout"
+        )
+        encoder_layers = [
+            TransformerEncoder(
+                intermediate_dim=mlp_dim,
+                num_heads=num_heads,
+                dropout=dropout,
+                activation="gelu",
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=True,
+                dtype=dtype,
+                name=f"transformer_layer_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        final_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="layer_norm"
+        )
+        head = None
+        if num_classes is not None:
+            head = keras.layers.Dense(
+                num_classes,
+                activation=classifier_activation,
+                dtype=dtype,
+                name="classifier",
+            )
+
+        # === Functional model ===
+        if data_format == "channels_last":
+            shape = (*image_size, num_channels)
+        else:
+            shape = (num_channels, *image_size)
+        images = keras.Input(shape=shape, name="images")
+        x = patch_embedding(images)  # (B, [1 +] N, D)
+        x = embedding_dropout(x)
+        for layer in encoder_layers:
+            x = layer(x)
+        x = final_norm(x)
+        if pooling == "cls":
+            x = x[:, 0, :]  # (B, D): the class token.
+        else:
+            x = ops.mean(x, axis=1)  # (B, D)
+        outputs = x if head is None else head(x)
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.mlp_dim = mlp_dim
+        self.num_classes = num_classes
+        self.dropout = dropout
+        self.pooling = pooling
+        self.num_channels = num_channels
+        self.position = position
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.classifier_activation = keras.activations.get(
+            classifier_activation
+        )
+        self.data_format = data_format
+        self._dtype_arg = dtype
+        self.patch_embedding = patch_embedding
+        self.embedding_dropout = embedding_dropout
+        self.encoder_layers = encoder_layers
+        self.final_norm = final_norm
+        self.head = head
+
+    @property
+    def grid_size(self):
+        """The patch grid `(rows, columns)`."""
+        return (
+            self.image_size[0] // self.patch_size[0],
+            self.image_size[1] // self.patch_size[1],
+        )
+
+    def attention_scores(self, images):
+        """The attention weights of every encoder block, in inference mode.
+
+        Args:
+            images: a batch of images, as for `call`.
+
+        Returns:
+            A list of `num_layers` tensors `(B, num_heads, T, T)`, `T` the
+            number of tokens (the class token first with `pooling="cls"`).
+        """
+        x = self.patch_embedding(images)
+        x = self.embedding_dropout(x, training=False)
+        scores = []
+        for layer in self.encoder_layers:
+            x, layer_scores = layer(
+                x, training=False, return_attention_scores=True
+            )
+            scores.append(layer_scores)
+        return scores
+
+    @classmethod
+    def from_preset(cls, preset, image_size=224, num_classes=None, **kwargs):
+        """An untrained ViT of a standard size.
+
+        Args:
+            preset: `"vit_tiny"`, `"vit_small"`, `"vit_base"` or
+                `"vit_large"` (patch size 16; see `VIT_PRESETS`).
+            image_size: int or pair of ints. Defaults to `224`.
+            num_classes: int or `None` (headless). Defaults to `None`.
+            **kwargs: other constructor arguments, overriding the preset's
+                (for example `patch_size=32` for ViT-B/32).
+
+        Returns:
+            A `VisionTransformer` with fresh weights.
+        """
+        if preset not in VIT_PRESETS:
+            raise ValueError(
+                f"`preset` must be one of {sorted(VIT_PRESETS)}. Received: "
+                f"preset={preset!r}"
+            )
+        config = {**VIT_PRESETS[preset], **kwargs}
+        return cls(image_size=image_size, num_classes=num_classes, **config)
+
+    def get_config(self):
+        dtype = self._dtype_arg
+        if isinstance(dtype, keras.DTypePolicy):
+            dtype = keras.dtype_policies.serialize(dtype)
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "mlp_dim": self.mlp_dim,
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+            "pooling": self.pooling,
+            "num_channels": self.num_channels,
+            "position": self.position,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "classifier_activation": keras.activations.serialize(
+                self.classifier_activation
+            ),
+            "data_format": self.data_format,
+            "dtype": dtype,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)

@@ -1,0 +1,292 @@
+"""Tests of AttentionRNN: NumPy reference, step equivalence, masks, grads."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_attn.layers import AttentionRNN
+from keras_attn.layers import BahdanauAttention
+from keras_attn.layers import LuongAttention
+from tests.conformance import BadInput
+from tests.conformance import run_layer_test
+
+B, T, S, D, DM = 3, 5, 6, 4, 7
+
+
+def _data(rng):
+    inputs = rng.standard_normal((B, T, D)).astype("float32")
+    memory = rng.standard_normal((B, S, DM)).astype("float32")
+    memory_mask = np.ones((B, S), bool)
+    memory_mask[0, 4:] = False
+    memory_mask[2, :2] = False
+    return inputs, memory, memory_mask
+
+
+def _np(x):
+    return ops.convert_to_numpy(x).astype("float64")
+
+
+def _serialized(layer):
+    return keras.saving.serialize_keras_object(layer)
+
+
+def test_conformance(rng):
+    inputs, memory, memory_mask = _data(rng)
+    run_layer_test(
+        AttentionRNN,
+        {
+            # Serialized, so each construction gets its own fresh sublayers.
+            "cell": _serialized(keras.layers.LSTMCell(8)),
+            "attention": _serialized(BahdanauAttention(5)),
+            "attention_layer_size": 6,
+        },
+        {"inputs": inputs, "memory": memory, "memory_mask": memory_mask},
+        expected_output_shape=(B, T, 6),
+        bad_inputs=[
+            BadInput("attention_layer_size", {"attention_layer_size": 0}),
+            BadInput("cell", {"cell": "lstm"}),
+            BadInput("attention", {"attention": keras.layers.Dense(3)}),
+            BadInput(
+                "inputs", input_data={"inputs": inputs[:, 0], "memory": memory}
+            ),
+            BadInput(
+                "memory", input_data={"inputs": inputs, "memory": memory[:, 0]}
+            ),
+            BadInput(
+                "batch size",
+                input_data={"inputs": inputs, "memory": memory[:2]},
+            ),
+            BadInput(
+                "memory_mask",
+                input_data={
+                    "inputs": inputs,
+                    "memory": memory,
+                    "memory_mask": memory_mask[:, :2],
+                },
+            ),
+            BadInput(
+                "memory_mask.dtype",
+                input_data={
+                    "inputs": inputs,
+                    "memory": memory,
+                    "memory_mask": memory_mask.astype("float32"),
+                },
+            ),
+        ],
+    )
+
+
+def test_conformance_state_and_alignments(rng):
+    inputs, memory, _ = _data(rng)
+    run_layer_test(
+        AttentionRNN,
+        {
+            "cell": _serialized(keras.layers.GRUCell(7)),
+            "attention": _serialized(LuongAttention("dot")),
+            "output_attention": False,
+            "return_state": True,
+            "return_alignments": True,
+            "return_sequences": False,
+        },
+        {"inputs": inputs, "memory": memory},
+        expected_output_shape=((B, 7), (B, 7), (B, DM), (B, T, S)),
+        bad_inputs=[
+            BadInput(
+                "mask",
+                input_data={
+                    "inputs": inputs,
+                    "memory": memory,
+                    "mask": np.ones((B, T + 1), bool),
+                },
+            ),
+        ],
+    )
+
+
+def test_matches_numpy_reference(rng):
+    """SimpleRNNCell + Luong "dot" + attention layer, written out in NumPy."""
+    inputs, memory, memory_mask = _data(rng)
+    layer = AttentionRNN(
+        keras.layers.SimpleRNNCell(DM),
+        LuongAttention("dot"),
+        attention_layer_size=3,
+        return_alignments=True,
+    )
+    outputs, alignments = layer(inputs, memory, memory_mask=memory_mask)
+    w, u, b = (_np(v) for v in layer.cell.weights)
+    w_c = _np(layer.attention_layer.kernel)
+    h = np.zeros((B, DM))
+    a = np.zeros((B, 3))
+    ref_out, ref_align = [], []
+    for t in range(T):
+        x = np.concatenate([inputs[:, t], a], -1)  # input feeding
+        h = np.tanh(x @ w + h @ u + b)
+        scores = np.einsum("bd,bsd->bs", h, memory)
+        scores = np.where(memory_mask, scores, -np.inf)
+        e = np.exp(scores - scores.max(-1, keepdims=True))
+        alpha = e / e.sum(-1, keepdims=True)
+        context = np.einsum("bs,bsd->bd", alpha, memory)
+        a = np.concatenate([h, context], -1) @ w_c
+        ref_out.append(a)
+        ref_align.append(alpha)
+    np.testing.assert_allclose(
+        _np(outputs), np.stack(ref_out, 1), atol=1e-5, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        _np(alignments), np.stack(ref_align, 1), atol=1e-5
+    )
+
+
+def _cells():
+    return {
+        "lstm": lambda: keras.layers.LSTMCell(8),
+        "gru": lambda: keras.layers.GRUCell(8),
+        "simple": lambda: keras.layers.SimpleRNNCell(8),
+        "stacked": lambda: keras.layers.StackedRNNCells(
+            [keras.layers.LSTMCell(6), keras.layers.GRUCell(8)]
+        ),
+    }
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "simple", "stacked"])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_sequence_equals_steps(rng, cell_name, with_mask):
+    inputs, memory, memory_mask = _data(rng)
+    step_mask = np.ones((B, T), bool)
+    if with_mask:
+        step_mask[0, 2] = False
+        step_mask[1, 3:] = False
+    layer = AttentionRNN(
+        _cells()[cell_name](),
+        BahdanauAttention(5, normalize=True),
+        attention_layer_size=6,
+        return_state=True,
+        return_alignments=True,
+    )
+    outputs, state, alignments = layer(
+        inputs,
+        memory,
+        memory_mask=memory_mask,
+        mask=step_mask if with_mask else None,
+    )
+    # By hand: skip masked steps (state carried, zero output).
+    keys = layer.precompute(memory)
+    carried = layer.get_initial_state(B)
+    ref_out = np.zeros((B, T, 6))
+    ref_align = np.zeros((B, T, S))
+    for t in range(T):
+        out, new_state, align = layer.step(
+            inputs[:, t], carried, memory, keys=keys, memory_mask=memory_mask
+        )
+        m = step_mask[:, t]
+        ref_out[m, t] = _np(out)[m]
+        ref_align[m, t] = _np(align)[m]
+        carried = keras.tree.map_structure(
+            lambda new, old, m=m: np.where(
+                m[:, None], _np(new), _np(old)
+            ).astype("float32"),
+            new_state,
+            carried,
+        )
+    np.testing.assert_allclose(_np(outputs), ref_out, atol=1e-5)
+    np.testing.assert_allclose(_np(alignments), ref_align, atol=1e-5)
+    for got, want in zip(
+        keras.tree.flatten(state), keras.tree.flatten(carried)
+    ):
+        np.testing.assert_allclose(_np(got), _np(want), atol=1e-5)
+    if with_mask:
+        # Row 1 is masked from step 3 on: its final state is the one after
+        # step 2, and its outputs there are zeros.
+        assert np.all(_np(outputs)[1, 3:] == 0)
+
+
+def test_return_sequences_false_gives_last_unmasked_output(rng):
+    inputs, memory, _ = _data(rng)
+    step_mask = np.ones((B, T), bool)
+    step_mask[1, 3:] = False
+    kwargs = dict(attention_layer_size=4)
+    seq = AttentionRNN(
+        keras.layers.GRUCell(5), LuongAttention("general"), **kwargs
+    )
+    full = _np(seq(inputs, memory, mask=step_mask))
+    last = AttentionRNN.from_config(
+        {**seq.get_config(), "return_sequences": False}
+    )
+    last(inputs, memory, mask=step_mask)
+    last.set_weights(seq.get_weights())
+    got = _np(last(inputs, memory, mask=step_mask))
+    np.testing.assert_allclose(got[0], full[0, -1], atol=1e-6)
+    np.testing.assert_allclose(got[1], full[1, 2], atol=1e-6)
+
+
+def test_initial_state_is_used(rng):
+    inputs, memory, _ = _data(rng)
+    layer = AttentionRNN(keras.layers.LSTMCell(8), BahdanauAttention(4))
+    h0 = rng.standard_normal((B, 8)).astype("float32")
+    c0 = rng.standard_normal((B, 8)).astype("float32")
+    out_zero = _np(layer(inputs, memory))
+    out_init = _np(layer(inputs, memory, initial_state=[h0, c0]))
+    state = layer.get_initial_state(B, [h0, c0])
+    first, _, _ = layer.step(inputs[:, 0], state, memory)
+    np.testing.assert_allclose(out_init[:, 0], _np(first), atol=1e-5)
+    assert not np.allclose(out_zero[:, 0], out_init[:, 0])
+
+
+def test_masked_memory_does_not_change_outputs(rng):
+    inputs, memory, memory_mask = _data(rng)
+    layer = AttentionRNN(
+        keras.layers.LSTMCell(8),
+        LuongAttention("concat", units=5),
+        attention_layer_size=6,
+    )
+    out = _np(layer(inputs, memory, memory_mask=memory_mask))
+    changed = np.where(memory_mask[:, :, None], memory, 37.0)
+    out2 = _np(
+        layer(inputs, changed.astype("float32"), memory_mask=memory_mask)
+    )
+    np.testing.assert_allclose(out, out2, atol=1e-6)
+    # ... and the mask matters: without it the outputs change.
+    out3 = _np(layer(inputs, changed.astype("float32")))
+    assert not np.allclose(out, out3, atol=1e-3)
+
+
+def test_gradients_reach_cell_attention_and_memory(rng):
+    inputs, memory, memory_mask = _data(rng)
+    x_in = keras.Input((T, D))
+    m_in = keras.Input((S, DM))
+    encoder = keras.layers.Dense(DM, name="encoder")
+    decoder = AttentionRNN(
+        keras.layers.LSTMCell(8),
+        BahdanauAttention(5),
+        attention_layer_size=6,
+    )
+    model = keras.Model([x_in, m_in], decoder(x_in, encoder(m_in)))
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    groups = {
+        "cell": decoder.cell.trainable_weights,
+        "attention": decoder.attention.trainable_weights,
+        "attention_layer": decoder.attention_layer.trainable_weights,
+        "encoder": encoder.trainable_weights,
+    }
+    before = {k: [_np(w) for w in ws] for k, ws in groups.items()}
+    target = rng.standard_normal((B, T, 6)).astype("float32")
+    model.fit([inputs, memory], target, batch_size=B, epochs=1, verbose=0)
+    for name, weights in groups.items():
+        for old, new in zip(before[name], weights):
+            assert not np.allclose(old, _np(new)), f"no gradient to {name}"
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "stacked"])
+def test_symbolic_state_structure_matches_eager(rng, cell_name):
+    inputs, memory, _ = _data(rng)
+    layer = AttentionRNN(
+        _cells()[cell_name](), LuongAttention("general"), return_state=True
+    )
+    _, eager_state = layer(inputs, memory)
+    _, symbolic_state = layer(keras.Input((T, D)), keras.Input((S, DM)))
+    assert keras.tree.assert_same_structure(eager_state, symbolic_state) is None
+    for e, s in zip(
+        keras.tree.flatten(eager_state), keras.tree.flatten(symbolic_state)
+    ):
+        assert tuple(s.shape) == (None,) + tuple(e.shape)[1:]
