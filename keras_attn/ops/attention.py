@@ -41,8 +41,11 @@ IMPLEMENTATIONS = ("auto", "reference", "fused", "chunked")
 _MASKED_LOGIT = -1e30
 
 # "auto" switches to the chunked path when the dense weight matrix (float32)
-# would hold more than this many bytes.
-_AUTO_CHUNK_BYTES = 256 * 1024**2
+# would hold more than this many bytes. Under XLA on CPU the chunked path is
+# already faster from about 1,024 positions (it stays in cache); PyTorch's
+# own kernel is the faster one unless an explicit (T, S) mask gets large.
+_AUTO_CHUNK_BYTES = {"torch": 256 * 1024**2}
+_AUTO_CHUNK_BYTES_DEFAULT = 16 * 1024**2
 
 _DEFAULT_CHUNK_SIZE = 512
 
@@ -164,17 +167,16 @@ def scaled_dot_product_attention(
 
 
 def _choose_implementation(query, key, mask, bias, is_causal, needs_reference):
-    """The `"auto"` policy.
+    """The `"auto"` policy (see `benchmarks/attention_ops.py`).
 
     - dropout or returned weights: `"reference"`, the only one that has them;
-    - shapes unknown at trace time: `"reference"`;
-    - PyTorch with a plain causal or unmasked self-attention: `"fused"`
-      (its native CPU/GPU kernels are fast and need no (T, S) matrix);
-    - a dense weight matrix over `_AUTO_CHUNK_BYTES`: `"chunked"`;
-    - otherwise: `"fused"` on PyTorch, whose kernel beats einsums, and
-      `"reference"` elsewhere (on CPU, XLA's dense attention and the
-      reference are the same computation; the reference keeps the
-      fully-masked-row guarantee without extra ops).
+    - sequence lengths unknown at trace time: `"reference"`;
+    - PyTorch with a plain causal or unmasked call: `"fused"` (its native
+      kernels are fast and need no (T, S) matrix);
+    - a dense weight matrix over the backend's threshold in
+      `_AUTO_CHUNK_BYTES`: `"chunked"`;
+    - otherwise `"fused"` on PyTorch, `"reference"` elsewhere (on CPU,
+      XLA's dense attention is the same computation as the reference).
     """
     if needs_reference:
         return "reference"
@@ -187,7 +189,8 @@ def _choose_implementation(query, key, mask, bias, is_causal, needs_reference):
     if backend == "torch" and plain:
         return "fused"
     weight_bytes = (batch or 1) * num_heads * q_len * k_len * 4
-    if weight_bytes > _AUTO_CHUNK_BYTES:
+    threshold = _AUTO_CHUNK_BYTES.get(backend, _AUTO_CHUNK_BYTES_DEFAULT)
+    if weight_bytes > threshold:
         return "chunked"
     return "fused" if backend == "torch" else "reference"
 
@@ -499,11 +502,14 @@ def _attend_query_block(
     value_dim = value.shape[-1]
     if num_blocks == 0:
         return ops.zeros((batch, num_kv_heads, groups, t, value_dim), "float32")
-    # Key blocks that every query of this block sees whole (no causal edge,
-    # no padding) skip the position masks: two loops, the first cheaper.
-    num_whole = num_blocks if k_len % chunk == 0 else num_blocks - 1
-    if causal_start is not None:
-        num_whole = max(0, min(num_whole, (causal_start + 1) // chunk))
+    # Key blocks that every query of this block sees whole (no padding)
+    # skip the position masks in a loop of their own. Not under a causal
+    # mask: there, two loops per query block let XLA keep the buffers of
+    # both alive at once, about 4x the peak memory at 8,192 positions,
+    # while masking every block costs only about 1.3x the time.
+    num_whole = 0
+    if causal_start is None:
+        num_whole = num_blocks if k_len % chunk == 0 else num_blocks - 1
     query_pos = None
     if causal_start is not None:
         # (t, 1): the key position each query sits at.
