@@ -44,6 +44,12 @@ class AttentionRNN(keras.layers.Layer):
     carry the state (and the attention vector) through unchanged and output
     zeros (outputs and alignments). `step` runs one step for inference.
 
+    A monotonic attention (`BahdanauMonotonicAttention`,
+    `LuongMonotonicAttention`) needs the previous step's alignment: the
+    state then carries it as a third item,
+    `(cell_state, attention_vector, alignments)`, starting one-hot on
+    memory position 0.
+
     Dropout inside the cell (`LSTMCell(dropout=...)`) is not supported in
     the loop; regularise around the layer instead.
 
@@ -51,7 +57,8 @@ class AttentionRNN(keras.layers.Layer):
         cell: a Keras RNN cell (`LSTMCell`, `GRUCell`, `SimpleRNNCell`,
             `StackedRNNCells` or any layer with `state_size` and
             `call(inputs, states) -> (output, new_states)`).
-        attention: a `BahdanauAttention` or `LuongAttention` layer.
+        attention: a `BahdanauAttention` or `LuongAttention` layer, or one
+            of their monotonic forms.
         attention_layer_size: positive int or None, units of the attention
             vector `W_c [h_t; c_t]`; None uses the context itself.
         output_attention: bool, output the attention vector (True) or the
@@ -59,7 +66,8 @@ class AttentionRNN(keras.layers.Layer):
         return_sequences: bool, return all steps `(B, T, .)` or the last
             one `(B, .)`.
         return_state: bool, also return the final state
-            `(cell_state, attention_vector)`.
+            `(cell_state, attention_vector)` (with `alignments` last for a
+            monotonic attention).
         return_alignments: bool, also return the alignment history
             `(B, T, S)`.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
@@ -74,7 +82,8 @@ class AttentionRNN(keras.layers.Layer):
             the attention vector always starts at zero.
         mask: optional `(B, T)` boolean mask of the decoder steps (set by
             Keras mask propagation, e.g. `Embedding(mask_zero=True)`).
-        training: bool, passed to the cell.
+        training: bool, passed to the cell (and to a monotonic attention,
+            for its noise).
 
     Returns:
         `outputs` `(B, T, A)` (or `(B, A)` with `return_sequences=False`),
@@ -133,7 +142,8 @@ class AttentionRNN(keras.layers.Layer):
         if not isinstance(attention, RNNAttentionBase):
             raise ValueError(
                 "`attention` must be a BahdanauAttention or LuongAttention "
-                f"layer. Received: attention={attention!r}"
+                "layer (or a monotonic one). Received: "
+                f"attention={attention!r}"
             )
         _check_positive(
             "attention_layer_size", attention_layer_size, allow_none=True
@@ -245,13 +255,24 @@ class AttentionRNN(keras.layers.Layer):
         """The attention's key projection of `memory`, once per sequence."""
         return self.attention.precompute(memory)
 
-    def get_initial_state(self, batch_size, cell_state=None):
+    @property
+    def _carries_alignments(self):
+        return getattr(self.attention, "needs_previous_alignments", False)
+
+    def get_initial_state(
+        self, batch_size, cell_state=None, memory_length=None
+    ):
         """The state before the first step: `(cell_state, zeros (B, A))`.
+
+        With a monotonic attention, the state has a third item, the
+        alignments `(B, S)`, one-hot on memory position 0.
 
         Args:
             batch_size: int or scalar tensor.
             cell_state: optional cell state to start from (e.g. the
                 encoder's final state); zeros by default.
+            memory_length: int or scalar tensor, `S`; needed by a
+                monotonic attention only.
         """
         if cell_state is None:
             cell_state = self.cell.get_initial_state(batch_size=batch_size)
@@ -262,7 +283,18 @@ class AttentionRNN(keras.layers.Layer):
         attention = ops.zeros(
             (batch_size, self._attention_dim), dtype=self.compute_dtype
         )
-        return (cell_state, attention)
+        if not self._carries_alignments:
+            return (cell_state, attention)
+        if memory_length is None:
+            raise ValueError(
+                "A monotonic attention needs `memory_length` for its initial "
+                f"alignments. Received: memory_length={memory_length!r}"
+            )
+        alignments = ops.cast(
+            self.attention.initial_alignments(batch_size, memory_length),
+            self.compute_dtype,
+        )
+        return (cell_state, attention, alignments)
 
     def step(
         self,
@@ -277,8 +309,9 @@ class AttentionRNN(keras.layers.Layer):
 
         Args:
             inputs: `(B, D)`, this step's input.
-            state: `(cell_state, attention_vector)`, from
-                `get_initial_state` or the previous step.
+            state: `(cell_state, attention_vector)` (and `alignments`
+                last for a monotonic attention), from `get_initial_state`
+                or the previous step.
             memory: `(B, S, Dm)`.
             keys: optional `precompute(memory)` (computed here if None).
             memory_mask: optional `(B, S)` boolean mask.
@@ -288,7 +321,19 @@ class AttentionRNN(keras.layers.Layer):
             `(output, new_state, alignments)`: output `(B, A)`, the state
             for the next step, alignments `(B, S)`.
         """
-        cell_state, attention = state
+        return self._step(inputs, state, memory, keys, memory_mask, training)
+
+    def _step(
+        self,
+        inputs,
+        state,
+        memory,
+        keys,
+        memory_mask,
+        training,
+        energy_noise=None,
+    ):
+        cell_state, attention = state[0], state[1]
         inputs = ops.cast(inputs, self.compute_dtype)
         cell_inputs = ops.concatenate([inputs, attention], axis=-1)
         cell_output, new_cell_state = self.cell(
@@ -299,12 +344,20 @@ class AttentionRNN(keras.layers.Layer):
         new_cell_state = keras.tree.pack_sequence_as(
             cell_state, keras.tree.flatten(new_cell_state)
         )
+        extra = {}
+        if self._carries_alignments:
+            extra = {
+                "previous_alignments": state[2],
+                "energy_noise": energy_noise,
+                "training": training,
+            }
         context, alignments = self.attention(
             cell_output,
             memory,
             memory_mask=memory_mask,
             keys=keys,
             return_attention_scores=True,
+            **extra,
         )
         if self.attention_layer is not None:
             attention = self.attention_layer(
@@ -315,7 +368,11 @@ class AttentionRNN(keras.layers.Layer):
         attention = ops.cast(attention, self.compute_dtype)
         output = attention if self.output_attention else cell_output
         output = ops.cast(output, self.compute_dtype)
-        return output, (new_cell_state, attention), alignments
+        new_state = (new_cell_state, attention)
+        if self._carries_alignments:
+            alignments = ops.cast(alignments, self.compute_dtype)
+            new_state = new_state + (alignments,)
+        return output, new_state, alignments
 
     def call(
         self,
@@ -331,7 +388,8 @@ class AttentionRNN(keras.layers.Layer):
         memory = ops.cast(memory, self.compute_dtype)
         batch_size = ops.shape(inputs)[0]
         keys = self.precompute(memory)  # once per sequence
-        state = self.get_initial_state(batch_size, initial_state)
+        memory_length = memory.shape[1] or ops.shape(memory)[1]
+        state = self.get_initial_state(batch_size, initial_state, memory_length)
         last_output = ops.zeros(
             (batch_size, self.output_size), dtype=self.compute_dtype
         )
@@ -350,17 +408,25 @@ class AttentionRNN(keras.layers.Layer):
             (steps, batch_size, self.output_size), dtype=self.compute_dtype
         )  # (T, B, A)
         alignments = ops.zeros(
-            (steps, batch_size, memory.shape[1] or ops.shape(memory)[1]),
-            dtype=self.compute_dtype,
+            (steps, batch_size, memory_length), dtype=self.compute_dtype
         )  # (T, B, S)
 
         time_index = ops.arange(steps, dtype="int32")  # (T,)
+        noise = None
+        if training and getattr(self.attention, "sigmoid_noise", 0) > 0:
+            # Every step's noise drawn here: a seed generator cannot advance
+            # its state from inside a compiled JAX loop.
+            noise = keras.random.normal(
+                (steps, batch_size, memory_length),
+                seed=self.attention.seed_generator,
+            )  # (T, B, S)
 
         def body(t, carry):
             state, last_output, outputs, alignments = carry
             x_t = ops.take(xs, t, axis=0)  # (B, D)
-            output, new_state, alignment = self.step(
-                x_t, state, memory, keys, memory_mask, training
+            noise_t = None if noise is None else ops.take(noise, t, axis=0)
+            output, new_state, alignment = self._step(
+                x_t, state, memory, keys, memory_mask, training, noise_t
             )
             alignment = ops.cast(alignment, self.compute_dtype)
             if step_mask is not None:
@@ -399,14 +465,17 @@ class AttentionRNN(keras.layers.Layer):
             return None
         return mask
 
-    def _state_shapes(self, batch):
+    def _state_shapes(self, batch, memory_length):
         # The structure of the cell's own initial state (lists nest
         # differently for LSTM, GRU and stacked cells), with batch `batch`.
         example = self.cell.get_initial_state(batch_size=1)
         cell_shapes = keras.tree.map_structure(
             lambda x: (batch,) + tuple(x.shape[1:]), example
         )
-        return (cell_shapes, (batch, self._attention_dim))
+        shapes = (cell_shapes, (batch, self._attention_dim))
+        if self._carries_alignments:
+            shapes = shapes + ((batch, memory_length),)
+        return shapes
 
     def compute_output_shape(
         self,
@@ -425,7 +494,7 @@ class AttentionRNN(keras.layers.Layer):
             outputs = (batch, self.output_size)
         result = [outputs]
         if self.return_state:
-            result.append(self._state_shapes(batch))
+            result.append(self._state_shapes(batch, memory_shape[1]))
         if self.return_alignments:
             result.append((batch, steps, memory_shape[1]))
         return result[0] if len(result) == 1 else tuple(result)

@@ -7,7 +7,9 @@ from keras import ops
 
 from keras_attn.layers import AttentionRNN
 from keras_attn.layers import BahdanauAttention
+from keras_attn.layers import BahdanauMonotonicAttention
 from keras_attn.layers import LuongAttention
+from keras_attn.layers import LuongMonotonicAttention
 from tests.conformance import BadInput
 from tests.conformance import run_layer_test
 
@@ -290,3 +292,161 @@ def test_symbolic_state_structure_matches_eager(rng, cell_name):
         keras.tree.flatten(eager_state), keras.tree.flatten(symbolic_state)
     ):
         assert tuple(s.shape) == (None,) + tuple(e.shape)[1:]
+
+
+# -- monotonic attention: the alignments travel in the loop state ----------
+
+
+def _np_monotonic(p, previous):
+    """Raffel et al. (2017), parallel mode, with a plain exclusive cumprod."""
+    cumprod = np.concatenate(
+        [np.ones_like(p[:, :1]), np.cumprod(1 - p, axis=1)[:, :-1]], axis=1
+    )
+    return p * cumprod * np.cumsum(previous / np.clip(cumprod, 1e-10, 1), 1)
+
+
+def test_conformance_monotonic(rng):
+    inputs, memory, memory_mask = _data(rng)
+    run_layer_test(
+        AttentionRNN,
+        {
+            "cell": _serialized(keras.layers.LSTMCell(8)),
+            "attention": _serialized(
+                BahdanauMonotonicAttention(5, sigmoid_noise=1.0, seed=2)
+            ),
+            "attention_layer_size": 6,
+            "return_state": True,
+            "return_alignments": True,
+        },
+        {"inputs": inputs, "memory": memory, "memory_mask": memory_mask},
+        # outputs, state (cell [h, c], attention, alignments), alignments
+        expected_output_shape=(
+            (B, T, 6),
+            (B, 8),
+            (B, 8),
+            (B, 6),
+            (B, S),
+            (B, T, S),
+        ),
+    )
+
+
+def test_monotonic_matches_numpy_reference(rng):
+    """SimpleRNNCell + monotonic Luong "dot", written out in NumPy."""
+    inputs, memory, memory_mask = _data(rng)
+    layer = AttentionRNN(
+        keras.layers.SimpleRNNCell(DM),
+        LuongMonotonicAttention("dot", score_bias_init=-0.5),
+        attention_layer_size=3,
+        return_alignments=True,
+    )
+    outputs, alignments = layer(inputs, memory, memory_mask=memory_mask)
+    w, u, b = (_np(v) for v in layer.cell.weights)
+    w_c = _np(layer.attention_layer.kernel)
+    r = float(_np(layer.attention.score_bias))
+    h = np.zeros((B, DM))
+    a = np.zeros((B, 3))
+    alpha = np.zeros((B, S))
+    alpha[:, 0] = 1
+    ref_out, ref_align = [], []
+    for t in range(T):
+        x = np.concatenate([inputs[:, t], a], -1)  # input feeding
+        h = np.tanh(x @ w + h @ u + b)
+        energy = np.einsum("bd,bsd->bs", h, memory) + r
+        p = memory_mask / (1 + np.exp(-energy))
+        alpha = _np_monotonic(p, alpha)
+        context = np.einsum("bs,bsd->bd", alpha, memory)
+        a = np.concatenate([h, context], -1) @ w_c
+        ref_out.append(a)
+        ref_align.append(alpha)
+    np.testing.assert_allclose(
+        _np(alignments), np.stack(ref_align, 1), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        _np(outputs), np.stack(ref_out, 1), atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_monotonic_sequence_equals_steps(rng, with_mask):
+    inputs, memory, memory_mask = _data(rng)
+    step_mask = np.ones((B, T), bool)
+    if with_mask:
+        step_mask[0, 1] = False
+        step_mask[2, 3:] = False
+    layer = AttentionRNN(
+        keras.layers.LSTMCell(8),
+        BahdanauMonotonicAttention(5, normalize=True, score_bias_init=-1.0),
+        attention_layer_size=6,
+        return_state=True,
+        return_alignments=True,
+    )
+    outputs, state, alignments = layer(
+        inputs,
+        memory,
+        memory_mask=memory_mask,
+        mask=step_mask if with_mask else None,
+    )
+    keys = layer.precompute(memory)
+    carried = layer.get_initial_state(B, memory_length=S)
+    ref_out = np.zeros((B, T, 6))
+    ref_align = np.zeros((B, T, S))
+    for t in range(T):
+        out, new_state, align = layer.step(
+            inputs[:, t], carried, memory, keys=keys, memory_mask=memory_mask
+        )
+        m = step_mask[:, t]
+        ref_out[m, t] = _np(out)[m]
+        ref_align[m, t] = _np(align)[m]
+        carried = keras.tree.map_structure(
+            lambda new, old, m=m: np.where(
+                m[:, None], _np(new), _np(old)
+            ).astype("float32"),
+            new_state,
+            carried,
+        )
+    np.testing.assert_allclose(_np(outputs), ref_out, atol=1e-5)
+    np.testing.assert_allclose(_np(alignments), ref_align, atol=1e-5)
+    assert len(state) == 3
+    for got, want in zip(
+        keras.tree.flatten(state), keras.tree.flatten(carried)
+    ):
+        np.testing.assert_allclose(_np(got), _np(want), atol=1e-5)
+    # The alignment in the state is that of each row's last unmasked step.
+    last = 2 if with_mask else T - 1
+    np.testing.assert_allclose(_np(state[2])[2], ref_align[2, last], atol=1e-5)
+
+
+def test_monotonic_p_one_stays_on_first_position(rng):
+    inputs, memory, _ = _data(rng)
+    layer = AttentionRNN(
+        keras.layers.GRUCell(8),
+        BahdanauMonotonicAttention(5, score_bias_init=100.0),
+        return_alignments=True,
+    )
+    _, alignments = layer(inputs, memory)
+    want = np.zeros((B, T, S))
+    want[:, :, 0] = 1
+    np.testing.assert_allclose(_np(alignments), want, atol=1e-6)
+
+
+def test_monotonic_initial_state_needs_memory_length(rng):
+    inputs, memory, _ = _data(rng)
+    layer = AttentionRNN(keras.layers.GRUCell(8), LuongMonotonicAttention())
+    layer(inputs, memory)
+    with pytest.raises(ValueError, match="memory_length"):
+        layer.get_initial_state(B)
+
+
+def test_monotonic_noise_in_training_only(rng):
+    inputs, memory, memory_mask = _data(rng)
+    layer = AttentionRNN(
+        keras.layers.GRUCell(8),
+        LuongMonotonicAttention(sigmoid_noise=2.0, seed=1),
+        return_alignments=True,
+    )
+    _, first = layer(inputs, memory, memory_mask=memory_mask)
+    _, second = layer(inputs, memory, memory_mask=memory_mask)
+    np.testing.assert_array_equal(_np(first), _np(second))
+    _, noisy = layer(inputs, memory, memory_mask=memory_mask, training=True)
+    assert not np.allclose(_np(noisy), _np(first), atol=1e-3)
