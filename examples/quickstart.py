@@ -13,6 +13,7 @@ import numpy as np
 from keras import layers
 
 from keras_attn import ops as attn_ops
+from keras_attn.layers import PositionEmbedding
 
 VOCAB, LENGTH = 16, 12
 
@@ -57,7 +58,7 @@ class SelfAttention(layers.Layer):
 def build_model(dim=32):
     inputs = keras.Input((LENGTH,), dtype="int32")
     h = layers.Embedding(2 * VOCAB, dim)(inputs)
-    h = h + layers.Embedding(LENGTH, dim)(keras.ops.arange(LENGTH))
+    h = h + PositionEmbedding(sequence_length=LENGTH)(h)
     for _ in range(2):
         h = layers.LayerNormalization()(h + SelfAttention(dim, 4)(h))
         mlp = layers.Dense(dim)(layers.Dense(2 * dim, activation="relu")(h))
@@ -66,9 +67,9 @@ def build_model(dim=32):
     return keras.Model(inputs, logits)
 
 
-def main():
+def main(num_train=4000, epochs=10):
     rng = np.random.default_rng(0)
-    x_train, y_train = make_data(4000, rng)
+    x_train, y_train = make_data(num_train, rng)
     x_test, y_test = make_data(500, rng)
     model = build_model()
     model.compile(
@@ -76,9 +77,10 @@ def main():
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(x_train, y_train, epochs=10, batch_size=64, verbose=2)
+    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=2)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"backend={keras.backend.backend()} test accuracy={accuracy:.3f}")
+    return accuracy
 
 
 if __name__ == "__main__":
