@@ -14,6 +14,32 @@ def check_positive_int(name, value):
         )
 
 
+def check_model_sizes(
+    vocabulary_size,
+    max_sequence_length,
+    num_layers,
+    num_heads,
+    hidden_dim,
+    intermediate_dim,
+):
+    """The size checks shared by `Transformer` and `TransformerLM`."""
+    for name, value in (
+        ("vocabulary_size", vocabulary_size),
+        ("max_sequence_length", max_sequence_length),
+        ("num_layers", num_layers),
+        ("num_heads", num_heads),
+        ("hidden_dim", hidden_dim),
+    ):
+        check_positive_int(name, value)
+    if intermediate_dim is not None:
+        check_positive_int("intermediate_dim", intermediate_dim)
+    if hidden_dim % num_heads:
+        raise ValueError(
+            "`hidden_dim` must be a multiple of `num_heads`. Received: "
+            f"hidden_dim={hidden_dim}, num_heads={num_heads}"
+        )
+
+
 def check_method(method):
     if method not in METHODS:
         raise ValueError(

@@ -7,6 +7,7 @@ from keras_attn.layers.embeddings.token_and_position_embedding import (
 )
 from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
 from keras_attn.models._decoding import check_method
+from keras_attn.models._decoding import check_model_sizes
 from keras_attn.models._decoding import check_positive_int
 from keras_attn.models._decoding import decode
 
@@ -94,21 +95,14 @@ class TransformerLM(keras.Model):
         tie_weights=True,
         **kwargs,
     ):
-        for name, value in (
-            ("vocabulary_size", vocabulary_size),
-            ("max_sequence_length", max_sequence_length),
-            ("num_layers", num_layers),
-            ("num_heads", num_heads),
-            ("hidden_dim", hidden_dim),
-        ):
-            check_positive_int(name, value)
-        if intermediate_dim is not None:
-            check_positive_int("intermediate_dim", intermediate_dim)
-        if hidden_dim % num_heads:
-            raise ValueError(
-                "`hidden_dim` must be a multiple of `num_heads`. Received: "
-                f"hidden_dim={hidden_dim}, num_heads={num_heads}"
-            )
+        check_model_sizes(
+            vocabulary_size,
+            max_sequence_length,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            intermediate_dim,
+        )
         if position not in POSITIONS:
             raise ValueError(
                 f"`position` must be one of {POSITIONS}. Received: "
