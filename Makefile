@@ -7,7 +7,7 @@ BACKENDS ?= jax tensorflow torch
 # Extra pytest arguments, e.g. PYTEST_ARGS='-m "not large"' for a quick local run.
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint docs demo bench clean
+.PHONY: system install test test-fast lint docs demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[all]"
 	touch $@
 
-install: $(VENV)/.installed
+# Debian packages (speech synthesis, the docs' browser test); see the script.
+system:
+	bash scripts/install_system.sh
+
+install: system $(VENV)/.installed
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,44 @@
+"""Runs an example script in a subprocess on the current Keras backend."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(name, *args, timeout=600):
+    """Runs `examples/<name>.py *args`; returns its stdout.
+
+    The example runs in its own process (as a user runs it), on the backend
+    of the test process, with one CPU thread so parallel test workers do not
+    slow each other down. A non-zero exit fails with the output attached.
+    """
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=keras.backend.backend(),
+        OMP_NUM_THREADS="1",
+        TF_NUM_INTRAOP_THREADS="1",
+        TF_NUM_INTEROP_THREADS="1",
+        XLA_FLAGS="--xla_cpu_multi_thread_eigen=false "
+        "intra_op_parallelism_threads=1",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=str(EXAMPLES.parent),
+    )
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"examples/{name}.py {' '.join(map(str, args))} exited "
+            f"{result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n"
+            f"--- stderr\n{result.stderr[-4000:]}"
+        )
+    return result.stdout
