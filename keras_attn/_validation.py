@@ -174,3 +174,28 @@ def check_integer_dtype(name, x):
             f"`{name}` must be an integer tensor. Received: "
             f"{name}.dtype={dtype}"
         )
+
+
+def check_axis(name, axis, rank):
+    """`axis` is an int in `[-rank, rank)`; returns it non-negative."""
+    if (
+        isinstance(axis, bool)
+        or not isinstance(axis, numbers.Integral)
+        or not -rank <= axis < rank
+    ):
+        raise ValueError(
+            f"`{name}` must be an integer in [{-rank}, {rank}) for a tensor "
+            f"of rank {rank}. Received: {name}={axis!r}"
+        )
+    return int(axis) % rank
+
+
+def check_broadcastable(name, x, target, description=None):
+    """The static shape of `x` broadcasts to `target` (None matches)."""
+    shape = static_shape(x)
+    if not broadcastable(shape, tuple(target)):
+        what = f" {description}" if description else ""
+        raise ValueError(
+            f"`{name}` must broadcast to{what} {tuple(target)}. Received: "
+            f"{name}.shape={tuple(x.shape)}"
+        )

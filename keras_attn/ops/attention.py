@@ -30,6 +30,7 @@ import math
 import keras
 from keras import ops
 
+from keras_attn.ops.masked_softmax import masked_softmax
 from keras_attn.ops.masks import causal_mask
 from keras_attn.ops.masks import combine_masks
 
@@ -235,13 +236,8 @@ def _reference_attention(
         logits = logits + ops.cast(bias, "float32")
     if is_causal:
         mask = combine_masks(mask, causal_mask(q_len, k_len))
-    if mask is not None:
-        logits = ops.where(mask, logits, _MASKED_LOGIT)
-    weights = ops.softmax(logits, axis=-1)
-    if mask is not None:
-        # A row with no key left is uniform after the softmax; make it zero.
-        weights = ops.where(mask, weights, 0.0)
-    weights = ops.cast(weights, value.dtype)
+    # A query row with no key left gets weights of zeros.
+    weights = ops.cast(masked_softmax(logits, mask), value.dtype)
     attended = weights
     if dropout_rate > 0:
         attended = keras.random.dropout(weights, dropout_rate, seed=seed)
