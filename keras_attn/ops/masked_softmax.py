@@ -8,7 +8,7 @@ from keras_attn import _validation
 # Stand-in logit of masked positions, float32. Finite, so that a row whose
 # positions are all masked never computes inf - inf = NaN (nor a NaN
 # gradient); those rows are set to zero explicitly.
-_MASKED_LOGIT = -1e30
+MASKED_LOGIT = -1e30
 
 
 def masked_softmax(logits, mask=None, axis=-1):
@@ -63,7 +63,7 @@ def masked_softmax(logits, mask=None, axis=-1):
     if mask is None:
         return ops.cast(ops.softmax(logits, axis=axis), dtype)
     mask = ops.cast(mask, "bool")
-    logits = ops.where(mask, logits, _MASKED_LOGIT)
+    logits = ops.where(mask, logits, MASKED_LOGIT)
     row_max = ops.max(logits, axis=axis, keepdims=True)
     # Masked positions are zeroed here rather than left to underflow: in a
     # fully masked row they equal the row's max and exp() gives 1.
