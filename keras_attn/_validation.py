@@ -348,7 +348,7 @@ def check_mask(name, mask, shape, where=""):
     if mask is None:
         return
     check_mask_dtype(name, mask)
-    if not shapes_compatible(tuple(mask.shape), tuple(shape)):
+    if not shapes_compatible(static_shape(mask), tuple(shape)):
         raise ValueError(
             f"`{name}` must have shape {tuple(shape)}{where}. Received: "
             f"{name}.shape={tuple(mask.shape)}"

@@ -38,6 +38,19 @@ def fold_attention_axes(x, axes):
     Returns:
         The tensor with the other inner axes folded into the batch and the
         attention axes flattened, in row-major order, into one axis `L`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attn.ops import fold_attention_axes, unfold_attention_axes
+
+    # Projected queries of a 4x5 image: (B, rows, cols, heads, dim).
+    q = np.random.rand(2, 4, 5, 3, 8).astype("float32")
+    folded = fold_attention_axes(q, (1, 2))  # (2, 20, 3, 8)
+    rows = fold_attention_axes(q, (2,))  # (8, 5, 3, 8): each row alone
+    back = unfold_attention_axes(folded, q, (1, 2))  # (2, 4, 5, 3, 8)
+    ```
     """
     _, perm = _layout(len(x.shape), axes)
     length = _length(x, axes)

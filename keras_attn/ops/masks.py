@@ -197,6 +197,17 @@ def cache_mask_from_step(step_mask, cache_length, start_index):
 
     Returns:
         A boolean mask `(B, S_max)`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attn.ops import cache_mask_from_step
+
+    step = np.array([[False]])  # one padding token, written at position 2
+    cache_mask_from_step(step, 4, 2)
+    # [[True, True, False, True]]
+    ```
     """
     step_mask = ops.cast(step_mask, "int32")
     # (B, S_max), ones, then the step's mask at its positions.
