@@ -174,3 +174,23 @@ def check_integer_dtype(name, x):
             f"`{name}` must be an integer tensor. Received: "
             f"{name}.dtype={dtype}"
         )
+
+
+def check_shape(name, x, expected, description):
+    """`x` has the shape `expected` (None on either side matches any size).
+
+    `description` names the axes, e.g. "(batch, steps)".
+    """
+    if not shapes_compatible(static_shape(x), tuple(expected)):
+        raise ValueError(
+            f"`{name}` must have shape {description} = {tuple(expected)}. "
+            f"Received: {name}.shape={tuple(x.shape)}"
+        )
+
+
+def check_float_dtype(name, x):
+    dtype = dtype_name(x)
+    if not keras.backend.is_float_dtype(dtype):
+        raise ValueError(
+            f"`{name}` must be a float tensor. Received: {name}.dtype={dtype}"
+        )
