@@ -266,3 +266,17 @@ def check_float_dtype(name, x):
         raise ValueError(
             f"`{name}` must be a float tensor. Received: {name}.dtype={dtype}"
         )
+
+
+def check_number(name, value, minimum=None):
+    """A real number (not a bool), `>= minimum` if given; as a float."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or (minimum is not None and value < minimum)
+    ):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(
+            f"`{name}` must be a number{bound}. Received: {name}={value!r}"
+        )
+    return float(value)

@@ -12,6 +12,8 @@ import numbers
 
 import numpy as np
 
+from keras_attn._validation import check_choice
+
 HEAD_FUSIONS = ("mean", "max", "min")
 
 
@@ -91,11 +93,7 @@ def attention_rollout(
             "`attention_scores` must hold at least one layer. Received: "
             "attention_scores=[]"
         )
-    if head_fusion not in HEAD_FUSIONS:
-        raise ValueError(
-            "`head_fusion` must be 'mean', 'max' or 'min'. Received: "
-            f"head_fusion={head_fusion!r}"
-        )
+    check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
     layers = [_to_numpy(s) for s in attention_scores]
     first = layers[0].shape
     for i, scores in enumerate(layers):

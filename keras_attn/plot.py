@@ -8,6 +8,9 @@ to also save it as PNG.
 
 import numpy as np
 
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_positive_int
+
 
 def _subplots(*args, figsize=None, **kwargs):
     """A new `Figure` and its axes, without pyplot.
@@ -65,11 +68,7 @@ def plot_position_encoding(
     Returns:
         The matplotlib `Figure`.
     """
-    if kind not in ("table", "similarity", "both"):
-        raise ValueError(
-            "`kind` must be 'table', 'similarity' or 'both'. Received: "
-            f"kind={kind!r}"
-        )
+    check_choice("kind", kind, ("table", "similarity", "both"))
     if encoding is None:
         from keras_attn.ops import sine_position_encoding
 
@@ -200,13 +199,7 @@ def patch_filter_components(kernel, num_filters=28, principal_components=True):
         `num_filters`.
     """
     kernel = _patch_kernel(kernel)
-    if isinstance(num_filters, bool) or not (
-        isinstance(num_filters, int) and num_filters > 0
-    ):
-        raise ValueError(
-            "`num_filters` must be a positive integer. Received: "
-            f"num_filters={num_filters!r}"
-        )
+    check_positive_int("num_filters", num_filters)
     patch_shape, dim = kernel.shape[:-1], kernel.shape[-1]
     filters = kernel.reshape(-1, dim).T  # (D, P): one filter per row.
     if principal_components:

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_non_negative_int
 from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_rank
 from keras_attn.generation import beam_search
@@ -102,28 +104,13 @@ class RNNSeq2Seq(keras.Model):
                 f"each have hidden_dim // 2 units). Received: "
                 f"hidden_dim={hidden_dim}"
             )
-        if rnn_type not in RNN_TYPES:
-            raise ValueError(
-                f"`rnn_type` must be one of {RNN_TYPES}. Received: "
-                f"rnn_type={rnn_type!r}"
-            )
-        if attention_type not in ATTENTION_TYPES:
-            raise ValueError(
-                f"`attention_type` must be one of {ATTENTION_TYPES}. "
-                f"Received: attention_type={attention_type!r}"
-            )
+        check_choice("rnn_type", rnn_type, RNN_TYPES)
+        check_choice("attention_type", attention_type, ATTENTION_TYPES)
         check_positive_int(
             "attention_layer_size", attention_layer_size, allow_none=True
         )
-        if padding_token is not None and (
-            isinstance(padding_token, bool)
-            or not isinstance(padding_token, int)
-            or padding_token < 0
-        ):
-            raise ValueError(
-                "`padding_token` must be None or a non-negative int. "
-                f"Received: padding_token={padding_token!r}"
-            )
+        if padding_token is not None:
+            check_non_negative_int("padding_token", padding_token)
         super().__init__(**kwargs)
         self.vocabulary_size = vocabulary_size
         self.target_vocabulary_size = target_vocabulary_size

@@ -7,13 +7,13 @@ parents and replace the softmax by the monotonic alignment of Raffel et al.
 """
 
 import inspect
-import numbers
 
 import keras
 from keras import ops
 
 from keras_attn._validation import check_choice
 from keras_attn._validation import check_non_negative_int
+from keras_attn._validation import check_number
 from keras_attn.layers.attention._rnn_attention_base import _shape
 from keras_attn.layers.attention._rnn_attention_base import (
     check_per_memory_position,
@@ -93,28 +93,14 @@ class MonotonicAttentionMixin:
         seed=None,
         **kwargs,
     ):
-        if (
-            isinstance(sigmoid_noise, bool)
-            or not isinstance(sigmoid_noise, numbers.Real)
-            or sigmoid_noise < 0
-        ):
-            raise ValueError(
-                "`sigmoid_noise` must be a float >= 0. Received: "
-                f"sigmoid_noise={sigmoid_noise!r}"
-            )
-        if isinstance(score_bias_init, bool) or not isinstance(
-            score_bias_init, numbers.Real
-        ):
-            raise ValueError(
-                "`score_bias_init` must be a float. Received: "
-                f"score_bias_init={score_bias_init!r}"
-            )
+        sigmoid_noise = check_number("sigmoid_noise", sigmoid_noise, 0.0)
+        score_bias_init = check_number("score_bias_init", score_bias_init)
         check_choice("mode", mode, MODES)
         if seed is not None:
             check_non_negative_int("seed", seed)
         super().__init__(**kwargs)
-        self.sigmoid_noise = float(sigmoid_noise)
-        self.score_bias_init = float(score_bias_init)
+        self.sigmoid_noise = sigmoid_noise
+        self.score_bias_init = score_bias_init
         self.mode = mode
         self.seed = seed
 

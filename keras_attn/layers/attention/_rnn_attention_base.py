@@ -10,12 +10,7 @@ import keras
 from keras import ops
 
 from keras_attn import _validation
-
-# Logit given to masked memory positions before the softmax. Finite, so a
-# fully masked row never gives inf - inf = NaN; exp(-1e30 - m) underflows
-# to exactly 0 in float32. The weights are multiplied by the mask afterwards
-# too, so masked positions are exactly 0 whatever the logits.
-_MASKED_LOGIT = -1e30
+from keras_attn.ops import masked_softmax
 
 
 def _shape(x):
@@ -209,7 +204,11 @@ class RNNAttentionBase(keras.layers.Layer):
         if keys is None:
             keys = self.precompute(memory)
         scores = self._score(query, keys)  # (B, T, S)
-        weights = self._masked_softmax(scores, memory_mask)  # (B, T, S)
+        if memory_mask is not None:
+            memory_mask = ops.expand_dims(memory_mask, 1)  # (B, 1, S)
+        # Masked positions get exactly 0, a fully masked row zeros (float32
+        # inside whatever the compute dtype).
+        weights = masked_softmax(scores, memory_mask)  # (B, T, S)
         weights = ops.cast(weights, memory.dtype)
         context = ops.einsum("bts,bsd->btd", weights, memory)  # (B, T, Dm)
         if single_step:
@@ -218,19 +217,6 @@ class RNNAttentionBase(keras.layers.Layer):
         if return_attention_scores:
             return context, weights
         return context
-
-    def _masked_softmax(self, scores, memory_mask):
-        # Softmax in float32 whatever the compute dtype: float16 logits
-        # overflow and the masked logit does not fit float16.
-        scores = ops.cast(scores, "float32")
-        if memory_mask is None:
-            return ops.softmax(scores, axis=-1)
-        mask = ops.cast(memory_mask, "bool")[:, None, :]  # (B, 1, S)
-        scores = ops.where(mask, scores, _MASKED_LOGIT)
-        weights = ops.softmax(scores, axis=-1)
-        # A fully masked row is uniform after the softmax: zero it, and make
-        # masked positions exactly 0 in every case.
-        return weights * ops.cast(mask, "float32")
 
     def compute_output_shape(
         self,

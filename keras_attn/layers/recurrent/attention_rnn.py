@@ -8,6 +8,9 @@ from keras_attn.layers.attention._rnn_attention_base import RNNAttentionBase
 from keras_attn.layers.attention._rnn_attention_base import (
     check_per_memory_position,
 )
+from keras_attn.layers.recurrent._attention_rnn_outputs import (
+    AttentionRNNOutputs,
+)
 from keras_attn.layers.recurrent._cells import cell_output_size
 from keras_attn.layers.recurrent._cells import draw_dropout_masks
 from keras_attn.layers.recurrent._cells import reset_dropout_masks
@@ -15,7 +18,7 @@ from keras_attn.layers.recurrent._time_loop import masked_time_loop
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class AttentionRNN(keras.layers.Layer):
+class AttentionRNN(AttentionRNNOutputs, keras.layers.Layer):
     """Runs an RNN cell with attention over a memory, step by step.
 
     The Keras 3 successor of `tensorflow_addons.seq2seq.AttentionWrapper`
@@ -49,9 +52,10 @@ class AttentionRNN(keras.layers.Layer):
     masks are drawn once per sequence, before the loop, and the same masks
     apply at every step (variational dropout), in training only.
 
-    The layer asks of its `attention` only what `RNNAttentionBase`
-    declares: `precompute`, `needs_previous_alignments` with
-    `initial_alignments`, and `draw_step_noise`.
+    The layer asks of its `attention` only the hooks that the Bahdanau and
+    Luong attentions all declare: `precompute(memory)`,
+    `needs_previous_alignments` with `initial_alignments(batch, length)`,
+    and `draw_step_noise(steps, batch, length, training)`.
 
     Args:
         cell: a Keras RNN cell (`LSTMCell`, `GRUCell`, `SimpleRNNCell`,
@@ -324,7 +328,8 @@ class AttentionRNN(keras.layers.Layer):
 
         Returns:
             `(output, new_state, alignments)`: output `(B, A)`, the state
-            for the next step, alignments `(B, S)`.
+            for the next step, alignments `(B, S)`. The layer is built on
+            first use.
         """
         if not self.built:
             self.build((None, None, inputs.shape[-1]), tuple(memory.shape))
@@ -436,67 +441,6 @@ class AttentionRNN(keras.layers.Layer):
         if self.return_alignments:
             result.append(alignments)
         return result[0] if len(result) == 1 else tuple(result)
-
-    def compute_mask(self, inputs, mask=None, **kwargs):
-        if not self.return_sequences or mask is None:
-            return None
-        if self.return_state or self.return_alignments:
-            return None
-        return mask
-
-    def _state_shapes(self, batch, memory_length):
-        # The structure of the cell's own initial state (lists nest
-        # differently for LSTM, GRU and stacked cells), with batch `batch`.
-        example = self.cell.get_initial_state(batch_size=1)
-        cell_shapes = keras.tree.map_structure(
-            lambda x: (batch,) + tuple(x.shape[1:]), example
-        )
-        shapes = (cell_shapes, (batch, self.attention_dim))
-        if self.attention.needs_previous_alignments:
-            shapes = shapes + ((batch, memory_length),)
-        return shapes
-
-    def compute_output_shape(
-        self,
-        inputs_shape,
-        memory_shape,
-        memory_mask_shape=None,
-        initial_state_shape=None,
-        mask_shape=None,
-    ):
-        if not self.built:
-            self.build(inputs_shape, memory_shape)
-        batch, steps = inputs_shape[0], inputs_shape[1]
-        if self.return_sequences:
-            outputs = (batch, steps, self.output_size)
-        else:
-            outputs = (batch, self.output_size)
-        result = [outputs]
-        if self.return_state:
-            result.append(self._state_shapes(batch, memory_shape[1]))
-        if self.return_alignments:
-            result.append((batch, steps, memory_shape[1]))
-        return result[0] if len(result) == 1 else tuple(result)
-
-    def compute_output_spec(
-        self,
-        inputs,
-        memory,
-        memory_mask=None,
-        initial_state=None,
-        mask=None,
-        training=None,
-    ):
-        self._validate(inputs, memory, mask, memory_mask)
-        # Keras turns `compute_output_shape` into the output structure.
-        return super().compute_output_spec(
-            inputs,
-            memory,
-            memory_mask=memory_mask,
-            initial_state=initial_state,
-            mask=mask,
-            training=training,
-        )
 
     def get_config(self):
         config = super().get_config()
