@@ -51,9 +51,10 @@ class LuongAttention(RNNAttentionBase):
     Call arguments:
         query: `(B, Dq)` for one decoder step or `(B, T, Dq)` for `T` steps.
         memory: `(B, S, Dm)`, the encoder states.
-        memory_mask: optional `(B, S)` boolean (or integer) mask, True (1)
-            where the memory may be attended. Masked positions get exactly 0
-            weight; a row with no position left gives a zero context.
+        memory_mask: optional `(B, S)` boolean (or 0/1 numeric) mask,
+            True (1) where the memory may be attended. Masked positions get
+            exactly 0 weight; a row with no position left gives a zero
+            context.
         keys: optional `precompute(memory)`, to skip recomputing it.
         return_attention_scores: bool, also return the alignment weights.
 
