@@ -379,3 +379,37 @@ def check_cache_index(index, update_length, cache_length):
             f"in the cache ({cache_length}). Received: "
             f"cache_update_index={index}, update length={update_length}"
         )
+
+
+def check_shape(name, x, expected, description):
+    """`x` has the shape `expected` (None on either side matches any size).
+
+    `description` names the axes, e.g. "(batch, steps)".
+    """
+    if not shapes_compatible(static_shape(x), tuple(expected)):
+        raise ValueError(
+            f"`{name}` must have shape {description} = {tuple(expected)}. "
+            f"Received: {name}.shape={tuple(x.shape)}"
+        )
+
+
+def check_float_dtype(name, x):
+    dtype = dtype_name(x)
+    if not keras.backend.is_float_dtype(dtype):
+        raise ValueError(
+            f"`{name}` must be a float tensor. Received: {name}.dtype={dtype}"
+        )
+
+
+def check_number(name, value, minimum=None):
+    """A real number (not a bool), `>= minimum` if given; as a float."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or (minimum is not None and value < minimum)
+    ):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(
+            f"`{name}` must be a number{bound}. Received: {name}={value!r}"
+        )
+    return float(value)

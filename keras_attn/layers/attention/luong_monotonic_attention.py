@@ -59,8 +59,8 @@ class LuongMonotonicAttention(MonotonicAttentionMixin, LuongAttention):
     Call arguments:
         query: `(B, Dq)`, the decoder state of this step.
         memory: `(B, S, Dm)`, the encoder states.
-        memory_mask: optional `(B, S)` boolean (or integer) mask, True (1)
-            where the memory may be attended.
+        memory_mask: optional `(B, S)` boolean (or 0/1 numeric) mask,
+            True (1) where the memory may be attended.
         keys: optional `precompute(memory)`, to skip recomputing it.
         previous_alignments: optional `(B, S)` float alignment of the
             previous step; None is `initial_alignments` (one-hot on 0).
@@ -117,13 +117,11 @@ class LuongMonotonicAttention(MonotonicAttentionMixin, LuongAttention):
             score_mode=score_mode,
             units=units,
             scale=scale,
+            sigmoid_noise=sigmoid_noise,
+            score_bias_init=score_bias_init,
+            mode=mode,
+            seed=seed,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
             **kwargs,
         )
-        self._init_monotonic(sigmoid_noise, score_bias_init, mode, seed)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._monotonic_config())
-        return config
