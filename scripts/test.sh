@@ -27,7 +27,7 @@ for backend in $BACKENDS; do
 done
 
 echo "== mkdocs build --strict"
-"$BIN/mkdocs" build --strict -q || { status=1; summary+=("docs: FAILED"); }
+"$BIN/mkdocs" build --strict || { status=1; summary+=("docs: FAILED"); }
 
 echo
 echo "== summary"
