@@ -1,7 +1,12 @@
 """keras-attn: attention and transformer layers for Keras 3.
 
 Runs unchanged on the JAX, TensorFlow and PyTorch backends.
+
+`keras_attn.plot` (needs matplotlib) and `keras_attn.interpret` load on
+first use, so `import keras_attn` does not import matplotlib.
 """
+
+import importlib
 
 from keras_attn import generation
 from keras_attn import layers
@@ -10,4 +15,27 @@ from keras_attn import ops
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["generation", "layers", "models", "ops", "__version__"]
+_LAZY_SUBMODULES = ("interpret", "plot")
+
+__all__ = [
+    "generation",
+    "interpret",
+    "layers",
+    "models",
+    "ops",
+    "plot",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    # PEP 562: `keras_attn.plot` imports matplotlib only when first used.
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f"keras_attn.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'keras_attn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

@@ -174,3 +174,95 @@ def check_integer_dtype(name, x):
             f"`{name}` must be an integer tensor. Received: "
             f"{name}.dtype={dtype}"
         )
+
+
+def check_axis(name, axis, rank):
+    """`axis` is an int in `[-rank, rank)`; returns it non-negative."""
+    if (
+        isinstance(axis, bool)
+        or not isinstance(axis, numbers.Integral)
+        or not -rank <= axis < rank
+    ):
+        raise ValueError(
+            f"`{name}` must be an integer in [{-rank}, {rank}) for a tensor "
+            f"of rank {rank}. Received: {name}={axis!r}"
+        )
+    return int(axis) % rank
+
+
+def check_broadcastable(name, x, target, description=None):
+    """The static shape of `x` broadcasts to `target` (None matches)."""
+    shape = static_shape(x)
+    if not broadcastable(shape, tuple(target)):
+        what = f" {description}" if description else ""
+        raise ValueError(
+            f"`{name}` must broadcast to{what} {tuple(target)}. Received: "
+            f"{name}.shape={tuple(x.shape)}"
+        )
+
+
+def check_attention_inputs(query, key, value, mask=None, bias=None):
+    """The inputs of `scaled_dot_product_attention`, on static shapes.
+
+    query `(B, T, N, H)`, key `(B, S, K, H)`, value `(B, S, K, Hv)` with
+    `N % K == 0`; `mask` (boolean) and `bias` broadcast to `(B, N, T, S)`.
+    """
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        check_rank(name, x, 4, "(batch, length, heads, head_dim)")
+    qs, ks, vs = (static_shape(x) for x in (query, key, value))
+    shapes = f"query.shape={qs}, key.shape={ks}"
+    if None not in (qs[0], ks[0], vs[0]) and not qs[0] == ks[0] == vs[0]:
+        raise ValueError(
+            "`query`, `key` and `value` must have the same batch size. "
+            f"Received: {shapes}, value.shape={vs}"
+        )
+    if qs[3] != ks[3]:
+        raise ValueError(
+            "`query` and `key` must have the same head size (last axis). "
+            f"Received: {shapes}"
+        )
+    for axis, what in ((1, "length"), (2, "number of heads")):
+        if dims_differ(ks[axis], vs[axis]) or (axis == 2 and ks[2] != vs[2]):
+            raise ValueError(
+                f"`key` and `value` must have the same {what} (axis {axis})."
+                f" Received: key.shape={ks}, value.shape={vs}"
+            )
+    if ks[2] is None or qs[2] is None or ks[2] == 0 or qs[2] % ks[2]:
+        raise ValueError(
+            "The number of query heads must be a multiple of the number of "
+            f"key/value heads. Received: {shapes}"
+        )
+    target = (qs[0], qs[2], qs[1], ks[1])
+    for name, x in (("mask", mask), ("bias", bias)):
+        if x is not None:
+            check_broadcastable(
+                name,
+                x,
+                target,
+                "(batch, num_heads, query_length, key_length) =",
+            )
+    if mask is not None and dtype_name(mask) != "bool":
+        raise ValueError(
+            "`mask` must be a boolean tensor (True = may attend). Received: "
+            f"mask.dtype={dtype_name(mask)}"
+        )
+
+
+def check_shape(name, x, expected, description):
+    """`x` has the shape `expected` (None on either side matches any size).
+
+    `description` names the axes, e.g. "(batch, steps)".
+    """
+    if not shapes_compatible(static_shape(x), tuple(expected)):
+        raise ValueError(
+            f"`{name}` must have shape {description} = {tuple(expected)}. "
+            f"Received: {name}.shape={tuple(x.shape)}"
+        )
+
+
+def check_float_dtype(name, x):
+    dtype = dtype_name(x)
+    if not keras.backend.is_float_dtype(dtype):
+        raise ValueError(
+            f"`{name}` must be a float tensor. Received: {name}.dtype={dtype}"
+        )

@@ -59,7 +59,9 @@ def attention_rollout(
 
     Returns:
         A float64 NumPy array `(B, *grid_size)` that sums to 1 over the grid
-        for every example.
+        for every example, or is all 0 for an example whose flow is 0
+        (possible with `add_residual=False` and fully masked queries, whose
+        weight rows are 0: such rows stay 0, never NaN).
 
     Example:
 
@@ -133,11 +135,18 @@ def attention_rollout(
         a = fuse(scores, axis=1)  # (B, T, T)
         if add_residual:
             a = a + eye
-        a = a / a.sum(axis=-1, keepdims=True)
+        a = _normalize_rows(a)
         rollout = a @ rollout  # (B, T, T): A_l @ ... @ A_1
     if class_token:
         flow = rollout[:, 0, 1:]  # (B, T - 1): class token <- patches
     else:
         flow = rollout.mean(axis=1)  # (B, T)
-    flow = flow / flow.sum(axis=-1, keepdims=True)
+    flow = _normalize_rows(flow)
     return flow.reshape(batch, *grid_size)
+
+
+def _normalize_rows(x):
+    # Rows that sum to 0 (a fully masked query attends to nothing: the
+    # layers return zero weights) stay 0 rather than 0 / 0 = NaN.
+    total = x.sum(axis=-1, keepdims=True)
+    return np.divide(x, total, out=np.zeros_like(x), where=total != 0)

@@ -1,24 +1,29 @@
 """Figures for the guides: attention maps, position encodings, patch filters.
 
 Needs matplotlib (`pip install keras-attn[plot]`). Every function takes
-NumPy-convertible arrays, draws with the non-interactive Agg backend and
-returns the matplotlib `Figure`; pass `path` to also save it as PNG.
+NumPy-convertible arrays and returns a matplotlib `Figure` made without
+pyplot (the caller's backend and pyplot state are left alone); pass `path`
+to also save it as PNG.
 """
 
 import numpy as np
 
 
-def _pyplot():
+def _subplots(*args, figsize=None, **kwargs):
+    """A new `Figure` and its axes, without pyplot.
+
+    The figure is not registered with pyplot, so drawing neither switches
+    nor needs the caller's backend (and nothing is left open in pyplot's
+    figure list); `Figure.savefig` renders with Agg.
+    """
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             "keras_attn.plot needs matplotlib: pip install keras-attn[plot]"
         ) from e
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _to_numpy(x):
@@ -77,9 +82,8 @@ def plot_position_encoding(
             "`encoding` must have shape (positions, channels). Received: "
             f"encoding.shape={encoding.shape}"
         )
-    plt = _pyplot()
     panels = ["table", "similarity"] if kind == "both" else [kind]
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False
     )
     for ax, panel in zip(axes[0], panels):
@@ -136,9 +140,8 @@ def plot_attention(weights, source_tokens, target_tokens, path=None):
             f"{len(target_tokens)} target and {len(source_tokens)} source "
             "tokens"
         )
-    plt = _pyplot()
     size = (1.0 + 0.45 * len(source_tokens), 1.0 + 0.45 * len(target_tokens))
-    fig, ax = plt.subplots(figsize=size)
+    fig, ax = _subplots(figsize=size)
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, aspect="auto")
     ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=90)
     ax.set_yticks(range(len(target_tokens)), target_tokens)
@@ -242,11 +245,10 @@ def plot_patch_filters(
         The matplotlib `Figure`.
     """
     filters = patch_filter_components(kernel, num_filters, principal_components)
-    plt = _pyplot()
     count = len(filters)
     columns = max(1, min(columns, count))
     rows = -(-count // columns)
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         rows, columns, figsize=(1.2 * columns, 1.2 * rows), squeeze=False
     )
     for ax in axes.ravel():
@@ -345,16 +347,15 @@ def plot_position_similarity(
             f"`grid_size` must hold the {count} patches. Received: "
             f"grid_size={grid_size}"
         )
-    plt = _pyplot()
     if len(grid_size) == 1:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
+        fig, ax = _subplots(figsize=(5, 4.5))
         image = ax.imshow(similarity, cmap="viridis", vmin=-1, vmax=1)
         ax.set_xlabel("patch")
         ax.set_ylabel("patch")
         fig.colorbar(image, ax=ax)
     else:
         rows, cols = grid_size
-        fig, axes = plt.subplots(
+        fig, axes = _subplots(
             rows,
             cols,
             figsize=(0.8 * cols + 1, 0.8 * rows),
@@ -416,9 +417,8 @@ def plot_attention_rollout(
         )
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    plt = _pyplot()
     count = len(maps)
-    fig, axes = plt.subplots(2, count, figsize=(2 * count, 4), squeeze=False)
+    fig, axes = _subplots(2, count, figsize=(2 * count, 4), squeeze=False)
     for k in range(count):
         height, width = images[k].shape[:2]
         picture = _normalize01(images[k])

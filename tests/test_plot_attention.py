@@ -24,3 +24,22 @@ def test_plot_attention_bad_input(rng):
         plot_attention(np.ones((2, 3, 4)), "abcd", "abc")
     with pytest.raises(ValueError, match="source_tokens"):
         plot_attention(np.ones((3, 4)), "abc", "abc")
+
+
+def test_plotting_leaves_the_callers_backend_and_pyplot_alone(rng):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from keras_attn import plot
+
+    before = matplotlib.get_backend()
+    # A backend other than Agg, which the module used to force.
+    matplotlib.use("svg", force=True)
+    try:
+        open_figures = plt.get_fignums()
+        plot.plot_attention(rng.dirichlet(np.ones(4), size=2), "abcd", "xy")
+        plot.plot_position_encoding(sequence_length=8, hidden_dim=8)
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == open_figures
+    finally:
+        matplotlib.use(before, force=True)

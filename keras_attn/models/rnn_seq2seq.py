@@ -3,9 +3,10 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_rank
 from keras_attn.generation import beam_search
 from keras_attn.generation import greedy_search
-from keras_attn.layers.attention._rnn_attention_base import _check_positive
 from keras_attn.layers.attention.bahdanau_attention import BahdanauAttention
 from keras_attn.layers.attention.luong_attention import LuongAttention
 from keras_attn.layers.recurrent.attention_rnn import AttentionRNN
@@ -89,12 +90,12 @@ class RNNSeq2Seq(keras.Model):
         padding_token=None,
         **kwargs,
     ):
-        _check_positive("vocabulary_size", vocabulary_size)
-        _check_positive(
+        check_positive_int("vocabulary_size", vocabulary_size)
+        check_positive_int(
             "target_vocabulary_size", target_vocabulary_size, allow_none=True
         )
-        _check_positive("embedding_dim", embedding_dim)
-        _check_positive("hidden_dim", hidden_dim)
+        check_positive_int("embedding_dim", embedding_dim)
+        check_positive_int("hidden_dim", hidden_dim)
         if hidden_dim % 2:
             raise ValueError(
                 "`hidden_dim` must be even (the encoder's two directions "
@@ -111,7 +112,7 @@ class RNNSeq2Seq(keras.Model):
                 f"`attention_type` must be one of {ATTENTION_TYPES}. "
                 f"Received: attention_type={attention_type!r}"
             )
-        _check_positive(
+        check_positive_int(
             "attention_layer_size", attention_layer_size, allow_none=True
         )
         if padding_token is not None and (
@@ -197,12 +198,7 @@ class RNNSeq2Seq(keras.Model):
         )
 
     def _check_tokens(self, name, tokens):
-        shape = tuple(tokens.shape)
-        if len(shape) != 2:
-            raise ValueError(
-                f"`{name}` must have rank 2 (batch, length). Received: "
-                f"{name}.shape={shape}"
-            )
+        check_rank(name, tokens, 2, "(batch, length)")
 
     def _token_mask(self, tokens):
         if self.padding_token is None:
@@ -229,11 +225,7 @@ class RNNSeq2Seq(keras.Model):
             ("encoder_tokens", source_shape),
             ("decoder_tokens", target_shape),
         ):
-            if len(shape) != 2:
-                raise ValueError(
-                    f"`{name}` must have rank 2 (batch, length). Received: "
-                    f"{name}.shape={shape}"
-                )
+            check_rank(name, keras.KerasTensor(shape), 2, "(batch, length)")
         self.encoder_embedding.build(source_shape)
         self.encoder.build(source_shape + (self.embedding_dim,))
         self.decoder_embedding.build(target_shape)
@@ -318,7 +310,7 @@ class RNNSeq2Seq(keras.Model):
             `(B, max_length)` (without the start token) and the alignment
             history `(B, max_length, S)`, for `keras_attn.plot.plot_attention`.
         """
-        _check_positive("max_length", max_length)
+        check_positive_int("max_length", max_length)
         encoder_tokens = ops.convert_to_tensor(encoder_tokens, "int32")
         if not self.built:
             self.build((tuple(encoder_tokens.shape), (None, max_length)))

@@ -1,6 +1,8 @@
-"""Pure functions on `keras.ops`: the attention core, masks and positions."""
+"""Pure functions on `keras.ops`: the attention core, masks, the masked
+softmax and positions."""
 
 from keras_attn.ops.attention import scaled_dot_product_attention
+from keras_attn.ops.masked_softmax import masked_softmax
 from keras_attn.ops.masks import causal_mask
 from keras_attn.ops.masks import combine_masks
 from keras_attn.ops.masks import sliding_window_mask
@@ -21,6 +23,7 @@ __all__ = [
     "apply_rotary",
     "causal_mask",
     "combine_masks",
+    "masked_softmax",
     "relative_position_buckets",
     "rotary_cos_sin",
     "scaled_dot_product_attention",

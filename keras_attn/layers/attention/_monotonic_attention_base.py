@@ -6,12 +6,18 @@ parents and replace the softmax by the monotonic alignment of Raffel et al.
 (2017), which depends on the previous decoder step's alignment.
 """
 
+import inspect
 import numbers
 
 import keras
 from keras import ops
 
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_non_negative_int
 from keras_attn.layers.attention._rnn_attention_base import _shape
+from keras_attn.layers.attention._rnn_attention_base import (
+    check_per_memory_position,
+)
 
 MODES = ("parallel", "hard")
 
@@ -76,11 +82,17 @@ class MonotonicAttentionMixin:
     parent's energy (`_score`), keys (`precompute`) and validation.
     """
 
-    # `AttentionRNN` carries the alignments in its loop state for layers
-    # that set this.
+    # `AttentionRNN` carries the alignments in its loop state.
     needs_previous_alignments = True
 
-    def _init_monotonic(self, sigmoid_noise, score_bias_init, mode, seed):
+    def __init__(
+        self,
+        sigmoid_noise=0.0,
+        score_bias_init=0.0,
+        mode="parallel",
+        seed=None,
+        **kwargs,
+    ):
         if (
             isinstance(sigmoid_noise, bool)
             or not isinstance(sigmoid_noise, numbers.Real)
@@ -97,28 +109,26 @@ class MonotonicAttentionMixin:
                 "`score_bias_init` must be a float. Received: "
                 f"score_bias_init={score_bias_init!r}"
             )
-        if mode not in MODES:
-            raise ValueError(
-                f"`mode` must be one of {MODES}. Received: mode={mode!r}"
-            )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int)
-        ):
-            raise ValueError(
-                f"`seed` must be an integer or None. Received: seed={seed!r}"
-            )
+        check_choice("mode", mode, MODES)
+        if seed is not None:
+            check_non_negative_int("seed", seed)
+        super().__init__(**kwargs)
         self.sigmoid_noise = float(sigmoid_noise)
         self.score_bias_init = float(score_bias_init)
         self.mode = mode
         self.seed = seed
 
-    def _monotonic_config(self):
-        return {
-            "sigmoid_noise": self.sigmoid_noise,
-            "score_bias_init": self.score_bias_init,
-            "mode": self.mode,
-            "seed": self.seed,
-        }
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sigmoid_noise": self.sigmoid_noise,
+                "score_bias_init": self.score_bias_init,
+                "mode": self.mode,
+                "seed": self.seed,
+            }
+        )
+        return config
 
     def _build_scoring(self, query_dim, memory_dim):
         super()._build_scoring(query_dim, memory_dim)
@@ -132,51 +142,14 @@ class MonotonicAttentionMixin:
             # Its state is a variable: made here, not in `__init__`.
             self.seed_generator = keras.random.SeedGenerator(self.seed)
 
-    # -- validation -------------------------------------------------------
+    # -- hooks of the decoder loop ----------------------------------------
 
-    def _validate_shapes(self, query_shape, memory_shape):
-        super()._validate_shapes(query_shape, memory_shape)
-        if len(tuple(query_shape)) == 3:
-            raise ValueError(
-                "`query` must have rank 2 (batch, query_dim): monotonic "
-                "attention needs the previous step's alignment, so it runs "
-                "one decoder step at a time (use `AttentionRNN` for whole "
-                f"sequences). Received: query.shape={tuple(query_shape)}"
-            )
-
-    def _validate_per_position(self, name, x, memory_shape):
-        # `previous_alignments` and `energy_noise`: float (B, S).
-        if x is None:
-            return
-        x_shape = _shape(x)
-        expected = tuple(memory_shape[:2])
-        if len(x_shape) != 2 or any(
-            a is not None and e is not None and a != e
-            for a, e in zip(x_shape, expected)
-        ):
-            raise ValueError(
-                f"`{name}` must have shape (batch, memory_length) = "
-                f"{expected}. Received: {name}.shape={x_shape}"
-            )
-        dtype = keras.backend.standardize_dtype(x.dtype)
-        if not keras.backend.is_float_dtype(dtype):
-            raise ValueError(
-                f"`{name}` must be a float tensor. Received: "
-                f"{name}.dtype={dtype}"
-            )
-
-    def _validate_call(
-        self, query, memory, memory_mask, keys, previous_alignments, noise
-    ):
-        self._validate_shapes(_shape(query), _shape(memory))
-        self._validate_mask(memory_mask, _shape(memory))
-        self._validate_keys(keys, _shape(memory))
-        self._validate_per_position(
-            "previous_alignments", previous_alignments, _shape(memory)
-        )
-        self._validate_per_position("energy_noise", noise, _shape(memory))
-
-    # -- Keras layer API ---------------------------------------------------
+    def draw_step_noise(self, steps, batch_size, memory_length, training):
+        if not training or self.sigmoid_noise == 0:
+            return None
+        return keras.random.normal(
+            (steps, batch_size, memory_length), seed=self.seed_generator
+        )  # (T, B, S)
 
     def initial_alignments(self, batch_size, memory_length):
         """The alignment before the first step: one-hot on position 0.
@@ -193,6 +166,30 @@ class MonotonicAttentionMixin:
         )  # (S,)
         return ops.broadcast_to(first[None, :], (batch_size, memory_length))
 
+    # -- validation -------------------------------------------------------
+
+    def _validate_shapes(self, query_shape, memory_shape):
+        super()._validate_shapes(query_shape, memory_shape)
+        if len(tuple(query_shape)) == 3:
+            raise ValueError(
+                "`query` must have rank 2 (batch, query_dim): monotonic "
+                "attention needs the previous step's alignment, so it runs "
+                "one decoder step at a time (use `AttentionRNN` for whole "
+                f"sequences). Received: query.shape={tuple(query_shape)}"
+            )
+
+    def _validate_monotonic_call(
+        self, query, memory, memory_mask, keys, previous_alignments, noise
+    ):
+        self._validate_call(query, memory, memory_mask, keys)
+        for name, x in (
+            ("previous_alignments", previous_alignments),
+            ("energy_noise", noise),
+        ):
+            check_per_memory_position(name, x, _shape(memory), kind="float")
+
+    # -- Keras layer API ---------------------------------------------------
+
     def call(
         self,
         query,
@@ -204,7 +201,7 @@ class MonotonicAttentionMixin:
         return_attention_scores=False,
         training=None,
     ):
-        self._validate_call(
+        self._validate_monotonic_call(
             query, memory, memory_mask, keys, previous_alignments, energy_noise
         )
         query = ops.cast(query, self.compute_dtype)
@@ -248,27 +245,19 @@ class MonotonicAttentionMixin:
             return context, weights
         return context
 
-    def compute_output_spec(
-        self,
-        query,
-        memory,
-        memory_mask=None,
-        keys=None,
-        previous_alignments=None,
-        energy_noise=None,
-        return_attention_scores=False,
-        training=None,
-    ):
-        self._validate_call(
-            query, memory, memory_mask, keys, previous_alignments, energy_noise
+    def compute_output_spec(self, *args, **kwargs):
+        # The arguments of `call`, however they were passed.
+        bound = inspect.signature(self.call).bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        self._validate_monotonic_call(
+            a["query"],
+            a["memory"],
+            a["memory_mask"],
+            a["keys"],
+            a["previous_alignments"],
+            a["energy_noise"],
         )
-        _, memory_length, memory_dim = _shape(memory)
-        context = keras.KerasTensor(
-            (_shape(query)[0], memory_dim), dtype=self.compute_dtype
+        return self._output_spec(
+            a["query"], a["memory"], a["return_attention_scores"]
         )
-        if not return_attention_scores:
-            return context
-        weights = keras.KerasTensor(
-            (_shape(query)[0], memory_length), dtype=self.compute_dtype
-        )
-        return context, weights

@@ -9,6 +9,8 @@ weighted sum of the memory (the context vector).
 import keras
 from keras import ops
 
+from keras_attn import _validation
+
 # Logit given to masked memory positions before the softmax. Finite, so a
 # fully masked row never gives inf - inf = NaN; exp(-1e30 - m) underflows
 # to exactly 0 in float32. The weights are multiplied by the mask afterwards
@@ -20,17 +22,17 @@ def _shape(x):
     return tuple(x.shape)
 
 
-def _check_positive(name, value, allow_none=False):
-    if value is None and allow_none:
+def check_per_memory_position(name, x, memory_shape, kind="mask"):
+    """`x` is `(batch, memory_length)`: a mask, or a float alignment/noise."""
+    if x is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def _dim_mismatch(a, b):
-    return a is not None and b is not None and a != b
+    _validation.check_shape(
+        name, x, tuple(memory_shape[:2]), "(batch, memory_length)"
+    )
+    if kind == "mask":
+        _validation.check_mask_dtype(name, x)
+    else:
+        _validation.check_float_dtype(name, x)
 
 
 class RNNAttentionBase(keras.layers.Layer):
@@ -39,11 +41,85 @@ class RNNAttentionBase(keras.layers.Layer):
     Subclasses implement `_build_scoring(query_dim, memory_dim)`,
     `precompute(memory)` and `_score(query, keys)` where `query` is
     `(B, T, Dq)` and the result `(B, T, S)`.
+
+    The hooks below are what `AttentionRNN` asks of a mechanism; a
+    subclass that needs more from the decoder loop overrides them.
     """
 
-    def __init__(self, **kwargs):
+    #: Whether `call` takes the previous step's alignment as
+    #: `previous_alignments` (and `initial_alignments` gives the first);
+    #: `AttentionRNN` then carries the alignment in its state.
+    needs_previous_alignments = False
+
+    def __init__(
+        self,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.supports_masking = False
+
+    # -- hooks of the decoder loop ----------------------------------------
+
+    def initial_alignments(self, batch_size, memory_length):
+        """The alignment before the first step (monotonic attentions)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not carry alignments between steps."
+        )
+
+    def draw_step_noise(self, steps, batch_size, memory_length, training):
+        """Noise for every decoder step at once, or None.
+
+        A loop cannot advance a seed generator from inside a compiled JAX
+        loop: `AttentionRNN` draws all its steps' noise with this hook
+        before the loop and passes step `t`'s slice as `energy_noise`.
+
+        Returns:
+            None (no noise), or a `(steps, batch_size, memory_length)`
+            tensor.
+        """
+        return None
+
+    # -- sublayers ---------------------------------------------------------
+
+    def _kernel_initializer(self):
+        # A fresh initializer per weight: a shared instance would give two
+        # kernels of the same shape the same values.
+        return self.kernel_initializer.clone()
+
+    def _projection(self, units, name, input_dim):
+        layer = keras.layers.Dense(
+            units,
+            use_bias=False,
+            kernel_initializer=self._kernel_initializer(),
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        layer.build((None, None, input_dim))
+        return layer
+
+    def _build_additive(self, units, query_dim, memory_dim):
+        """`W_q`, `W_m` and `v` of the score `v^T tanh(W_q q + W_m m)`."""
+        self.query_dense = self._projection(units, "query_dense", query_dim)
+        self.memory_dense = self._projection(units, "memory_dense", memory_dim)
+        self.attention_v = self.add_weight(
+            name="attention_v",
+            shape=(units,),
+            initializer=self._kernel_initializer(),
+            regularizer=self.kernel_regularizer,
+        )
+
+    def _additive_score(self, query, keys, v, bias=None):
+        processed = self.query_dense(query)  # (B, T, U)
+        # (B, T, 1, U) + (B, 1, S, U) -> (B, T, S, U)
+        hidden = processed[:, :, None, :] + keys[:, None, :, :]
+        if bias is not None:
+            hidden = hidden + bias
+        return ops.einsum("btsu,u->bts", ops.tanh(hidden), v)  # (B, T, S)
 
     # -- validation -------------------------------------------------------
 
@@ -60,7 +136,7 @@ class RNNAttentionBase(keras.layers.Layer):
                 "`memory` must have rank 3 (batch, memory_length, "
                 f"memory_dim). Received: memory.shape={memory_shape}"
             )
-        if _dim_mismatch(query_shape[0], memory_shape[0]):
+        if _validation.dims_differ(query_shape[0], memory_shape[0]):
             raise ValueError(
                 "`query` and `memory` must have the same batch size. "
                 f"Received: query.shape={query_shape}, "
@@ -73,50 +149,37 @@ class RNNAttentionBase(keras.layers.Layer):
                 f"memory.shape={memory_shape}"
             )
         if self.built:
-            if query_shape[-1] != self._query_dim:
-                raise ValueError(
-                    f"`query` must have last dimension {self._query_dim} "
-                    "(the layer was built with it). Received: "
-                    f"query.shape={query_shape}"
-                )
-            if memory_shape[-1] != self._memory_dim:
-                raise ValueError(
-                    f"`memory` must have last dimension {self._memory_dim} "
-                    "(the layer was built with it). Received: "
-                    f"memory.shape={memory_shape}"
-                )
+            for name, got, built in (
+                ("query", query_shape, self._query_dim),
+                ("memory", memory_shape, self._memory_dim),
+            ):
+                if got[-1] != built:
+                    raise ValueError(
+                        f"`{name}` must have last dimension {built} (the "
+                        "layer was built with it). Received: "
+                        f"{name}.shape={got}"
+                    )
 
     def _validate_mask(self, memory_mask, memory_shape):
-        if memory_mask is None:
-            return
-        mask_shape = _shape(memory_mask)
-        expected = tuple(memory_shape[:2])
-        if len(mask_shape) != 2 or any(
-            _dim_mismatch(m, e) for m, e in zip(mask_shape, expected)
-        ):
-            raise ValueError(
-                "`memory_mask` must have shape (batch, memory_length) = "
-                f"{expected}. Received: memory_mask.shape={mask_shape}"
-            )
-        dtype = keras.backend.standardize_dtype(memory_mask.dtype)
-        if dtype != "bool" and "int" not in dtype:
-            raise ValueError(
-                "`memory_mask` must be boolean (True = may attend) or "
-                f"integer. Received: memory_mask.dtype={dtype}"
-            )
+        check_per_memory_position("memory_mask", memory_mask, memory_shape)
 
     def _validate_keys(self, keys, memory_shape):
         if keys is None:
             return
         keys_shape = _shape(keys)
-        if len(keys_shape) != 3 or any(
-            _dim_mismatch(k, m) for k, m in zip(keys_shape[:2], memory_shape)
+        if len(keys_shape) != 3 or not _validation.shapes_compatible(
+            keys_shape[:2], tuple(memory_shape[:2])
         ):
             raise ValueError(
                 "`keys` must be `precompute(memory)`, of shape (batch, "
                 f"memory_length, units). Received: keys.shape={keys_shape}, "
                 f"memory.shape={tuple(memory_shape)}"
             )
+
+    def _validate_call(self, query, memory, memory_mask, keys):
+        self._validate_shapes(_shape(query), _shape(memory))
+        self._validate_mask(memory_mask, _shape(memory))
+        self._validate_keys(keys, _shape(memory))
 
     # -- Keras layer API ---------------------------------------------------
 
@@ -137,9 +200,7 @@ class RNNAttentionBase(keras.layers.Layer):
         keys=None,
         return_attention_scores=False,
     ):
-        self._validate_shapes(_shape(query), _shape(memory))
-        self._validate_mask(memory_mask, _shape(memory))
-        self._validate_keys(keys, _shape(memory))
+        self._validate_call(query, memory, memory_mask, keys)
         query = ops.cast(query, self.compute_dtype)
         memory = ops.cast(memory, self.compute_dtype)
         single_step = len(query.shape) == 2
@@ -180,6 +241,16 @@ class RNNAttentionBase(keras.layers.Layer):
     ):
         return tuple(query_shape[:-1]) + (memory_shape[-1],)
 
+    def _output_spec(self, query, memory, return_attention_scores):
+        # Context `(..., Dm)` and weights `(..., S)` for a query `(..., Dq)`.
+        out_shape = _shape(query)[:-1] + (_shape(memory)[-1],)
+        context = keras.KerasTensor(out_shape, dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return context
+        weights_shape = _shape(query)[:-1] + (_shape(memory)[1],)
+        weights = keras.KerasTensor(weights_shape, dtype=self.compute_dtype)
+        return context, weights
+
     def compute_output_spec(
         self,
         query,
@@ -188,13 +259,19 @@ class RNNAttentionBase(keras.layers.Layer):
         keys=None,
         return_attention_scores=False,
     ):
-        self._validate_shapes(_shape(query), _shape(memory))
-        self._validate_mask(memory_mask, _shape(memory))
-        self._validate_keys(keys, _shape(memory))
-        out_shape = _shape(query)[:-1] + (_shape(memory)[-1],)
-        context = keras.KerasTensor(out_shape, dtype=self.compute_dtype)
-        if not return_attention_scores:
-            return context
-        weights_shape = _shape(query)[:-1] + (_shape(memory)[1],)
-        weights = keras.KerasTensor(weights_shape, dtype=self.compute_dtype)
-        return context, weights
+        self._validate_call(query, memory, memory_mask, keys)
+        return self._output_spec(query, memory, return_attention_scores)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+            }
+        )
+        return config

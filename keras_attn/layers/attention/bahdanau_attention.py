@@ -5,8 +5,8 @@ import math
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_int
 from keras_attn.layers.attention._rnn_attention_base import RNNAttentionBase
-from keras_attn.layers.attention._rnn_attention_base import _check_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -29,7 +29,8 @@ class BahdanauAttention(RNNAttentionBase):
     Args:
         units: positive int, size of the hidden layer of the score network.
         normalize: bool, weight-normalise `v` (see above).
-        kernel_initializer: initializer of `W_q`, `W_m` and `v`.
+        kernel_initializer: initializer of `W_q`, `W_m` and `v` (each gets
+            its own copy, so they start from different values).
         kernel_regularizer: regularizer of `W_q`, `W_m` and `v`.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
@@ -79,34 +80,17 @@ class BahdanauAttention(RNNAttentionBase):
         kernel_regularizer=None,
         **kwargs,
     ):
-        _check_positive("units", units)
-        super().__init__(**kwargs)
+        units = check_positive_int("units", units)
+        super().__init__(
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
         self.units = units
         self.normalize = bool(normalize)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
     def _build_scoring(self, query_dim, memory_dim):
-        dense_kwargs = dict(
-            use_bias=False,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            dtype=self.dtype_policy,
-        )
-        self.query_dense = keras.layers.Dense(
-            self.units, name="query_dense", **dense_kwargs
-        )
-        self.query_dense.build((None, None, query_dim))
-        self.memory_dense = keras.layers.Dense(
-            self.units, name="memory_dense", **dense_kwargs
-        )
-        self.memory_dense.build((None, None, memory_dim))
-        self.attention_v = self.add_weight(
-            name="attention_v",
-            shape=(self.units,),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
+        self._build_additive(self.units, query_dim, memory_dim)
         if self.normalize:
             self.attention_g = self.add_weight(
                 name="attention_g",
@@ -131,31 +115,18 @@ class BahdanauAttention(RNNAttentionBase):
         return self.memory_dense(memory)  # (B, S, U)
 
     def _score(self, query, keys):
-        processed = self.query_dense(query)  # (B, T, U)
-        # (B, T, 1, U) + (B, 1, S, U) -> (B, T, S, U)
-        hidden = processed[:, :, None, :] + keys[:, None, :, :]
         v = ops.cast(self.attention_v, self.compute_dtype)
-        if self.normalize:
-            hidden = hidden + ops.cast(self.attention_b, self.compute_dtype)
-            v32 = ops.cast(self.attention_v, "float32")
-            v = ops.cast(
-                self.attention_g * v32 / ops.sqrt(ops.sum(ops.square(v32))),
-                self.compute_dtype,
-            )
-        return ops.einsum("btsu,u->bts", ops.tanh(hidden), v)  # (B, T, S)
+        if not self.normalize:
+            return self._additive_score(query, keys, v)  # (B, T, S)
+        v32 = ops.cast(self.attention_v, "float32")
+        v = ops.cast(
+            self.attention_g * v32 / ops.sqrt(ops.sum(ops.square(v32))),
+            self.compute_dtype,
+        )
+        bias = ops.cast(self.attention_b, self.compute_dtype)
+        return self._additive_score(query, keys, v, bias)  # (B, T, S)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "normalize": self.normalize,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-            }
-        )
+        config.update({"units": self.units, "normalize": self.normalize})
         return config

@@ -3,8 +3,9 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_positive_int
 from keras_attn.layers.attention._rnn_attention_base import RNNAttentionBase
-from keras_attn.layers.attention._rnn_attention_base import _check_positive
 
 SCORE_MODES = ("dot", "general", "concat")
 
@@ -29,13 +30,21 @@ class LuongAttention(RNNAttentionBase):
     learned scalar `g` initialised to 1 (`scale=True` of
     `tensorflow_addons.seq2seq.LuongAttention`).
 
+    From `tensorflow_addons.seq2seq.LuongAttention(units, memory, scale)`:
+    tfa always projects the memory with a `units`-wide kernel and needs
+    `units` equal to the query size, which is `score_mode="general"` here
+    (`units` may be left out: it is the query size). `score_mode="dot"`
+    (this layer's default) has no projection, so a `units` given with it
+    is an error rather than silently ignored.
+
     Args:
         score_mode: `"dot"`, `"general"` or `"concat"`.
         units: positive int, hidden size of the `"concat"` score (required
-            there); for `"general"`, if given it must equal `Dq`; unused by
-            `"dot"`.
+            there); for `"general"`, optional, and if given it must equal
+            `Dq`; `"dot"` has no weights and rejects it (ValueError).
         scale: bool, learn a scalar that multiplies the scores.
-        kernel_initializer: initializer of the projections and `v`.
+        kernel_initializer: initializer of the projections and `v` (each
+            gets its own copy).
         kernel_regularizer: regularizer of the projections and `v`.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
@@ -80,18 +89,25 @@ class LuongAttention(RNNAttentionBase):
         kernel_regularizer=None,
         **kwargs,
     ):
-        if score_mode not in SCORE_MODES:
+        check_choice("score_mode", score_mode, SCORE_MODES)
+        units = check_positive_int(
+            "units", units, allow_none=score_mode != "concat"
+        )
+        if score_mode == "dot" and units is not None:
             raise ValueError(
-                f"`score_mode` must be one of {SCORE_MODES}. "
-                f"Received: score_mode={score_mode!r}"
+                'score_mode="dot" has no weights and cannot use `units`; '
+                "tfa's `LuongAttention(units)` projects the memory, which "
+                'is score_mode="general" here. Received: '
+                f"units={units}, score_mode={score_mode!r}"
             )
-        _check_positive("units", units, allow_none=score_mode != "concat")
-        super().__init__(**kwargs)
+        super().__init__(
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
         self.score_mode = score_mode
         self.units = units
         self.scale = bool(scale)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
     def _validate_shapes(self, query_shape, memory_shape):
         super()._validate_shapes(query_shape, memory_shape)
@@ -112,34 +128,13 @@ class LuongAttention(RNNAttentionBase):
                 f"dimension of `query` ({dq}). Received: units={self.units}"
             )
 
-    def _dense(self, units, name, input_dim):
-        layer = keras.layers.Dense(
-            units,
-            use_bias=False,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-        layer.build((None, None, input_dim))
-        return layer
-
     def _build_scoring(self, query_dim, memory_dim):
         if self.score_mode == "general":
-            self.memory_dense = self._dense(
+            self.memory_dense = self._projection(
                 query_dim, "memory_dense", memory_dim
             )
         elif self.score_mode == "concat":
-            self.query_dense = self._dense(self.units, "query_dense", query_dim)
-            self.memory_dense = self._dense(
-                self.units, "memory_dense", memory_dim
-            )
-            self.attention_v = self.add_weight(
-                name="attention_v",
-                shape=(self.units,),
-                initializer=self.kernel_initializer,
-                regularizer=self.kernel_regularizer,
-            )
+            self._build_additive(self.units, query_dim, memory_dim)
         if self.scale:
             self.attention_g = self.add_weight(
                 name="attention_g", shape=(), initializer="ones"
@@ -162,11 +157,8 @@ class LuongAttention(RNNAttentionBase):
 
     def _score(self, query, keys):
         if self.score_mode == "concat":
-            processed = self.query_dense(query)  # (B, T, U)
-            # (B, T, 1, U) + (B, 1, S, U) -> (B, T, S, U)
-            hidden = ops.tanh(processed[:, :, None, :] + keys[:, None, :, :])
             v = ops.cast(self.attention_v, self.compute_dtype)
-            scores = ops.einsum("btsu,u->bts", hidden, v)
+            scores = self._additive_score(query, keys, v)  # (B, T, S)
         else:
             scores = ops.einsum("btd,bsd->bts", query, keys)  # (B, T, S)
         if self.scale:
@@ -180,12 +172,6 @@ class LuongAttention(RNNAttentionBase):
                 "score_mode": self.score_mode,
                 "units": self.units,
                 "scale": self.scale,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
             }
         )
         return config

@@ -117,13 +117,11 @@ class LuongMonotonicAttention(MonotonicAttentionMixin, LuongAttention):
             score_mode=score_mode,
             units=units,
             scale=scale,
+            sigmoid_noise=sigmoid_noise,
+            score_bias_init=score_bias_init,
+            mode=mode,
+            seed=seed,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
             **kwargs,
         )
-        self._init_monotonic(sigmoid_noise, score_bias_init, mode, seed)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._monotonic_config())
-        return config

@@ -3,21 +3,15 @@
 import keras
 from keras import ops
 
+from keras_attn import _validation
 from keras_attn.layers.attention._rnn_attention_base import RNNAttentionBase
-from keras_attn.layers.attention._rnn_attention_base import _check_positive
-from keras_attn.layers.attention._rnn_attention_base import _dim_mismatch
-
-
-def _cell_output_size(cell):
-    size = getattr(cell, "output_size", None)
-    if size is None:
-        state_size = cell.state_size
-        size = (
-            state_size[0]
-            if isinstance(state_size, (list, tuple))
-            else (state_size)
-        )
-    return int(size)
+from keras_attn.layers.attention._rnn_attention_base import (
+    check_per_memory_position,
+)
+from keras_attn.layers.recurrent._cells import cell_output_size
+from keras_attn.layers.recurrent._cells import draw_dropout_masks
+from keras_attn.layers.recurrent._cells import reset_dropout_masks
+from keras_attn.layers.recurrent._time_loop import masked_time_loop
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -50,8 +44,14 @@ class AttentionRNN(keras.layers.Layer):
     `(cell_state, attention_vector, alignments)`, starting one-hot on
     memory position 0.
 
-    Dropout inside the cell (`LSTMCell(dropout=...)`) is not supported in
-    the loop; regularise around the layer instead.
+    Dropout inside the cell (`LSTMCell(64, dropout=0.2,
+    recurrent_dropout=0.2)`) works as in `keras.layers.RNN`: the cell's
+    masks are drawn once per sequence, before the loop, and the same masks
+    apply at every step (variational dropout), in training only.
+
+    The layer asks of its `attention` only what `RNNAttentionBase`
+    declares: `precompute`, `needs_previous_alignments` with
+    `initial_alignments`, and `draw_step_noise`.
 
     Args:
         cell: a Keras RNN cell (`LSTMCell`, `GRUCell`, `SimpleRNNCell`,
@@ -145,7 +145,7 @@ class AttentionRNN(keras.layers.Layer):
                 "layer (or a monotonic one). Received: "
                 f"attention={attention!r}"
             )
-        _check_positive(
+        attention_layer_size = _validation.check_positive_int(
             "attention_layer_size", attention_layer_size, allow_none=True
         )
         super().__init__(**kwargs)
@@ -157,57 +157,37 @@ class AttentionRNN(keras.layers.Layer):
         self.return_state = bool(return_state)
         self.return_alignments = bool(return_alignments)
         self.supports_masking = True
+        self._memory_dim = None  # known once built
 
     # -- validation -------------------------------------------------------
 
-    def _validate(self, inputs_shape, memory_shape, mask=None):
-        inputs_shape = tuple(inputs_shape)
-        memory_shape = tuple(memory_shape)
-        if len(inputs_shape) != 3 or inputs_shape[-1] is None:
-            raise ValueError(
-                "`inputs` must have rank 3 (batch, steps, features) with a "
-                f"known last dimension. Received: inputs.shape={inputs_shape}"
-            )
-        if len(memory_shape) != 3 or memory_shape[-1] is None:
-            raise ValueError(
-                "`memory` must have rank 3 (batch, memory_length, "
-                "memory_dim) with a known last dimension. Received: "
-                f"memory.shape={memory_shape}"
-            )
-        if _dim_mismatch(inputs_shape[0], memory_shape[0]):
+    def _validate(self, inputs, memory, mask=None, memory_mask=None):
+        # Tensors, or KerasTensors made from the shapes `build` receives.
+        _validation.check_rank("inputs", inputs, 3, "(batch, steps, features)")
+        _validation.check_rank(
+            "memory", memory, 3, "(batch, memory_length, memory_dim)"
+        )
+        for name, x in (("inputs", inputs), ("memory", memory)):
+            if x.shape[-1] is None:
+                raise ValueError(
+                    f"`{name}` must have a known last dimension. Received: "
+                    f"{name}.shape={tuple(x.shape)}"
+                )
+        if _validation.dims_differ(inputs.shape[0], memory.shape[0]):
             raise ValueError(
                 "`inputs` and `memory` must have the same batch size. "
-                f"Received: inputs.shape={inputs_shape}, "
-                f"memory.shape={memory_shape}"
+                f"Received: inputs.shape={tuple(inputs.shape)}, "
+                f"memory.shape={tuple(memory.shape)}"
             )
         if self.built:
-            if inputs_shape[-1] != self._input_dim:
-                raise ValueError(
-                    f"`inputs` must have last dimension {self._input_dim} "
-                    "(the layer was built with it). Received: "
-                    f"inputs.shape={inputs_shape}"
-                )
-            if memory_shape[-1] != self._memory_dim:
-                raise ValueError(
-                    f"`memory` must have last dimension {self._memory_dim} "
-                    "(the layer was built with it). Received: "
-                    f"memory.shape={memory_shape}"
-                )
+            _validation.check_last_dim("inputs", inputs, self._input_dim)
+            _validation.check_last_dim("memory", memory, self._memory_dim)
         if mask is not None:
-            mask_shape = tuple(mask.shape)
-            if len(mask_shape) != 2 or any(
-                _dim_mismatch(a, b) for a, b in zip(mask_shape, inputs_shape)
-            ):
-                raise ValueError(
-                    "`mask` must have shape (batch, steps) = "
-                    f"{inputs_shape[:2]}. Received: mask.shape={mask_shape}"
-                )
-            dtype = keras.backend.standardize_dtype(mask.dtype)
-            if dtype != "bool" and "int" not in dtype:
-                raise ValueError(
-                    "`mask` must be boolean or integer. Received: "
-                    f"mask.dtype={dtype}"
-                )
+            _validation.check_shape(
+                "mask", mask, inputs.shape[:2], "(batch, steps)"
+            )
+            _validation.check_mask_dtype("mask", mask)
+        check_per_memory_position("memory_mask", memory_mask, memory.shape)
 
     # -- Keras layer API ---------------------------------------------------
 
@@ -219,14 +199,15 @@ class AttentionRNN(keras.layers.Layer):
         initial_state_shape=None,
         mask_shape=None,
     ):
-        self._validate(inputs_shape, memory_shape)
+        self._validate(
+            keras.KerasTensor(inputs_shape), keras.KerasTensor(memory_shape)
+        )
         self._input_dim = int(inputs_shape[-1])
         self._memory_dim = int(memory_shape[-1])
-        self._attention_dim = self.attention_layer_size or self._memory_dim
         # Input feeding: the cell reads the input and the previous attention.
         if not self.cell.built:
-            self.cell.build((None, self._input_dim + self._attention_dim))
-        self._cell_output_dim = _cell_output_size(self.cell)
+            self.cell.build((None, self._cell_input_dim))
+        self._cell_output_dim = cell_output_size(self.cell)
         if not self.attention.built:
             self.attention.build(
                 (None, self._cell_output_dim), tuple(memory_shape)
@@ -245,27 +226,46 @@ class AttentionRNN(keras.layers.Layer):
         self.built = True
 
     @property
+    def attention_dim(self):
+        """Size of the attention vector: `attention_layer_size`, else `Dm`."""
+        if self.attention_layer_size is not None:
+            return self.attention_layer_size
+        if self._memory_dim is None:
+            raise ValueError(
+                "The attention vector has the memory's size when "
+                "`attention_layer_size` is None, and this AttentionRNN has "
+                "not seen a memory yet: call it once, or "
+                "`build(inputs_shape, memory_shape)`, before asking for its "
+                "initial state or sizes (or set `attention_layer_size`). "
+                "Received: attention_layer_size=None"
+            )
+        return self._memory_dim
+
+    @property
+    def _cell_input_dim(self):
+        return self._input_dim + self.attention_dim
+
+    @property
     def output_size(self):
         """Size of each step's output (needs the layer built)."""
         if self.output_attention:
-            return self._attention_dim
+            return self.attention_dim
         return self._cell_output_dim
 
     def precompute(self, memory):
         """The attention's key projection of `memory`, once per sequence."""
         return self.attention.precompute(memory)
 
-    @property
-    def _carries_alignments(self):
-        return getattr(self.attention, "needs_previous_alignments", False)
-
     def get_initial_state(
-        self, batch_size, cell_state=None, memory_length=None
+        self, batch_size, cell_state=None, memory_length=None, dtype=None
     ):
         """The state before the first step: `(cell_state, zeros (B, A))`.
 
         With a monotonic attention, the state has a third item, the
-        alignments `(B, S)`, one-hot on memory position 0.
+        alignments `(B, S)`, one-hot on memory position 0. Works before
+        the layer is built when `attention_layer_size` is set (the
+        attention vector's size is then known); otherwise the layer must
+        have been called or built first (a `ValueError` says so).
 
         Args:
             batch_size: int or scalar tensor.
@@ -273,17 +273,21 @@ class AttentionRNN(keras.layers.Layer):
                 encoder's final state); zeros by default.
             memory_length: int or scalar tensor, `S`; needed by a
                 monotonic attention only.
+            dtype: optional dtype of the state (tfa's argument); defaults
+                to the cell's compute dtype for the cell state and the
+                layer's for the rest.
         """
+        attention_dim = self.attention_dim
         if cell_state is None:
             cell_state = self.cell.get_initial_state(batch_size=batch_size)
         # The cell keeps its own dtype policy; its state lives in it.
+        cell_dtype = dtype or self.cell.compute_dtype
         cell_state = keras.tree.map_structure(
-            lambda x: ops.cast(x, self.cell.compute_dtype), cell_state
+            lambda x: ops.cast(x, cell_dtype), cell_state
         )
-        attention = ops.zeros(
-            (batch_size, self._attention_dim), dtype=self.compute_dtype
-        )
-        if not self._carries_alignments:
+        dtype = dtype or self.compute_dtype
+        attention = ops.zeros((batch_size, attention_dim), dtype=dtype)
+        if not self.attention.needs_previous_alignments:
             return (cell_state, attention)
         if memory_length is None:
             raise ValueError(
@@ -292,7 +296,7 @@ class AttentionRNN(keras.layers.Layer):
             )
         alignments = ops.cast(
             self.attention.initial_alignments(batch_size, memory_length),
-            self.compute_dtype,
+            dtype,
         )
         return (cell_state, attention, alignments)
 
@@ -315,13 +319,26 @@ class AttentionRNN(keras.layers.Layer):
             memory: `(B, S, Dm)`.
             keys: optional `precompute(memory)` (computed here if None).
             memory_mask: optional `(B, S)` boolean mask.
-            training: bool, passed to the cell.
+            training: bool, passed to the cell; with a dropout cell, the
+                step draws its own masks (one step is a sequence of one).
 
         Returns:
             `(output, new_state, alignments)`: output `(B, A)`, the state
             for the next step, alignments `(B, S)`.
         """
-        return self._step(inputs, state, memory, keys, memory_mask, training)
+        if not self.built:
+            self.build((None, None, inputs.shape[-1]), tuple(memory.shape))
+        if training:
+            # Fresh masks for this step only (nothing stays cached).
+            draw_dropout_masks(
+                self.cell, ops.shape(inputs)[0], self._cell_input_dim
+            )
+        try:
+            return self._step(
+                inputs, state, memory, keys, memory_mask, training
+            )
+        finally:
+            reset_dropout_masks(self.cell)
 
     def _step(
         self,
@@ -345,12 +362,10 @@ class AttentionRNN(keras.layers.Layer):
             cell_state, keras.tree.flatten(new_cell_state)
         )
         extra = {}
-        if self._carries_alignments:
-            extra = {
-                "previous_alignments": state[2],
-                "energy_noise": energy_noise,
-                "training": training,
-            }
+        if self.attention.needs_previous_alignments:
+            extra = {"previous_alignments": state[2], "training": training}
+        if energy_noise is not None:
+            extra["energy_noise"] = energy_noise
         context, alignments = self.attention(
             cell_output,
             memory,
@@ -369,7 +384,7 @@ class AttentionRNN(keras.layers.Layer):
         output = attention if self.output_attention else cell_output
         output = ops.cast(output, self.compute_dtype)
         new_state = (new_cell_state, attention)
-        if self._carries_alignments:
+        if self.attention.needs_previous_alignments:
             alignments = ops.cast(alignments, self.compute_dtype)
             new_state = new_state + (alignments,)
         return output, new_state, alignments
@@ -383,74 +398,38 @@ class AttentionRNN(keras.layers.Layer):
         mask=None,
         training=None,
     ):
-        self._validate(inputs.shape, memory.shape, mask)
-        self.attention._validate_mask(memory_mask, tuple(memory.shape))
+        self._validate(inputs, memory, mask, memory_mask)
         memory = ops.cast(memory, self.compute_dtype)
         batch_size = ops.shape(inputs)[0]
         keys = self.precompute(memory)  # once per sequence
         memory_length = memory.shape[1] or ops.shape(memory)[1]
+        steps = inputs.shape[1] or ops.shape(inputs)[1]
         state = self.get_initial_state(batch_size, initial_state, memory_length)
-        last_output = ops.zeros(
-            (batch_size, self.output_size), dtype=self.compute_dtype
-        )
+        # Random draws before the loop: a seed generator cannot advance its
+        # state from inside a compiled JAX loop.
+        noise = self.attention.draw_step_noise(
+            steps, batch_size, memory_length, training
+        )  # (T, B, S) or None
+        draw_dropout_masks(self.cell, batch_size, self._cell_input_dim)
 
-        # `fori_loop` over preallocated buffers rather than `scan`: the
-        # TensorFlow `scan` of Keras needs per-step outputs shaped like the
-        # carry. Static bounds keep it reverse-differentiable on JAX.
-        steps = inputs.shape[1]
-        if steps is None:
-            steps = ops.shape(inputs)[1]
-        xs = ops.transpose(inputs, (1, 0, 2))  # (T, B, D)
-        step_mask = None
-        if mask is not None:
-            step_mask = ops.transpose(ops.cast(mask, "bool"), (1, 0))  # (T, B)
-        outputs = ops.zeros(
-            (steps, batch_size, self.output_size), dtype=self.compute_dtype
-        )  # (T, B, A)
-        alignments = ops.zeros(
-            (steps, batch_size, memory_length), dtype=self.compute_dtype
-        )  # (T, B, S)
-
-        time_index = ops.arange(steps, dtype="int32")  # (T,)
-        noise = None
-        if training and getattr(self.attention, "sigmoid_noise", 0) > 0:
-            # Every step's noise drawn here: a seed generator cannot advance
-            # its state from inside a compiled JAX loop.
-            noise = keras.random.normal(
-                (steps, batch_size, memory_length),
-                seed=self.attention.seed_generator,
-            )  # (T, B, S)
-
-        def body(t, carry):
-            state, last_output, outputs, alignments = carry
-            x_t = ops.take(xs, t, axis=0)  # (B, D)
-            noise_t = None if noise is None else ops.take(noise, t, axis=0)
-            output, new_state, alignment = self._step(
+        def step_fn(x_t, state, noise_t):
+            return self._step(
                 x_t, state, memory, keys, memory_mask, training, noise_t
             )
-            alignment = ops.cast(alignment, self.compute_dtype)
-            if step_mask is not None:
-                m = ops.take(step_mask, t, axis=0)[:, None]  # (B, 1)
-                new_state = keras.tree.map_structure(
-                    lambda new, old: ops.where(m, new, old), new_state, state
-                )
-                output = ops.where(m, output, ops.zeros_like(output))
-                alignment = ops.where(m, alignment, ops.zeros_like(alignment))
-                last_output = ops.where(m, output, last_output)
-            else:
-                last_output = output
-            # A select rather than `slice_update`, which has no gradient on
-            # TensorFlow; T is small next to B * A, so the O(T) cost is fine.
-            here = ops.equal(time_index, t)[:, None, None]  # (T, 1, 1)
-            outputs = ops.where(here, output[None], outputs)
-            alignments = ops.where(here, alignment[None], alignments)
-            return (new_state, last_output, outputs, alignments)
 
-        state, last_output, outputs, alignments = ops.fori_loop(
-            0, steps, body, (state, last_output, outputs, alignments)
-        )
-        outputs = ops.transpose(outputs, (1, 0, 2))  # (B, T, A)
-        alignments = ops.transpose(alignments, (1, 0, 2))  # (B, T, S)
+        try:
+            outputs, last_output, state, alignments = masked_time_loop(
+                step_fn,
+                inputs,
+                state,
+                mask,
+                self.output_size,
+                memory_length,
+                self.compute_dtype,
+                per_step=noise,
+            )
+        finally:
+            reset_dropout_masks(self.cell)
         result = [outputs if self.return_sequences else last_output]
         if self.return_state:
             result.append(state)
@@ -472,8 +451,8 @@ class AttentionRNN(keras.layers.Layer):
         cell_shapes = keras.tree.map_structure(
             lambda x: (batch,) + tuple(x.shape[1:]), example
         )
-        shapes = (cell_shapes, (batch, self._attention_dim))
-        if self._carries_alignments:
+        shapes = (cell_shapes, (batch, self.attention_dim))
+        if self.attention.needs_previous_alignments:
             shapes = shapes + ((batch, memory_length),)
         return shapes
 
@@ -508,23 +487,15 @@ class AttentionRNN(keras.layers.Layer):
         mask=None,
         training=None,
     ):
-        self._validate(inputs.shape, memory.shape, mask)
-        self.attention._validate_mask(memory_mask, tuple(memory.shape))
-        shapes = self.compute_output_shape(
-            tuple(inputs.shape), tuple(memory.shape)
-        )
-
-        def is_shape(x):
-            return isinstance(x, tuple) and all(
-                isinstance(d, (int, type(None))) for d in x
-            )
-
-        return (
-            keras.tree.map_shape_structure(
-                lambda s: keras.KerasTensor(s, dtype=self.compute_dtype), shapes
-            )
-            if not is_shape(shapes)
-            else keras.KerasTensor(shapes, dtype=self.compute_dtype)
+        self._validate(inputs, memory, mask, memory_mask)
+        # Keras turns `compute_output_shape` into the output structure.
+        return super().compute_output_spec(
+            inputs,
+            memory,
+            memory_mask=memory_mask,
+            initial_state=initial_state,
+            mask=mask,
+            training=training,
         )
 
     def get_config(self):

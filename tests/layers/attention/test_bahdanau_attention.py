@@ -1,5 +1,6 @@
 """Tests of BahdanauAttention against NumPy formulas."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -69,14 +70,6 @@ def test_conformance(rng):
                     "query": query,
                     "memory": memory,
                     "memory_mask": mask[:, :3],
-                },
-            ),
-            BadInput(
-                "memory_mask.dtype",
-                input_data={
-                    "query": query,
-                    "memory": memory,
-                    "memory_mask": mask.astype("float32"),
                 },
             ),
         ],
@@ -174,3 +167,46 @@ def test_built_query_size_checked(rng):
     layer(query, memory)
     with pytest.raises(ValueError, match="query"):
         layer(query[..., :3], memory)
+
+
+def _kernels(layer):
+    return {
+        "query_dense": ops.convert_to_numpy(layer.query_dense.kernel),
+        "memory_dense": ops.convert_to_numpy(layer.memory_dense.kernel),
+        "attention_v": ops.convert_to_numpy(layer.attention_v),
+    }
+
+
+@pytest.mark.parametrize("initializer", ["glorot_uniform", "random_normal"])
+def test_kernels_start_different_and_seeded_build_reproducible(
+    rng, initializer
+):
+    # Equal query and memory sizes: one shared initializer instance would
+    # give both kernels the same values.
+    query = rng.standard_normal((2, 6)).astype("float32")
+    memory = rng.standard_normal((2, 5, 6)).astype("float32")
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        layer = BahdanauAttention(units=6, kernel_initializer=initializer)
+        layer(query, memory)
+        return _kernels(layer)
+
+    first = build(7)
+    assert not np.allclose(first["query_dense"], first["memory_dense"])
+    assert not np.allclose(first["query_dense"][0], first["attention_v"])
+    again = build(7)
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+    other = build(8)
+    assert not np.allclose(first["query_dense"], other["query_dense"])
+
+
+def test_float_mask_equals_boolean_mask(rng):
+    query, memory, mask = _data(rng)
+    layer = BahdanauAttention(units=8)
+    a = layer(query, memory, memory_mask=mask)
+    b = layer(query, memory, memory_mask=mask.astype("float32"))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(a), ops.convert_to_numpy(b)
+    )

@@ -1,5 +1,6 @@
 """Tests of LuongAttention against NumPy formulas."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -83,14 +84,6 @@ def test_conformance(rng, init_kwargs):
                     "query": query,
                     "memory": memory,
                     "memory_mask": mask[None],
-                },
-            ),
-            BadInput(
-                "memory_mask.dtype",
-                input_data={
-                    "query": query,
-                    "memory": memory,
-                    "memory_mask": mask.astype("float32"),
                 },
             ),
         ],
@@ -193,4 +186,54 @@ def test_integer_mask_accepted(rng):
     b = layer(query, memory, memory_mask=mask.astype("int32"))
     np.testing.assert_allclose(
         ops.convert_to_numpy(a), ops.convert_to_numpy(b), atol=0
+    )
+
+
+def test_concat_kernels_start_different_and_seeded_build_reproducible(rng):
+    query = rng.standard_normal((2, 6)).astype("float32")
+    memory = rng.standard_normal((2, 5, 6)).astype("float32")
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        layer = LuongAttention("concat", units=6)
+        layer(query, memory)
+        return [
+            ops.convert_to_numpy(w)
+            for w in (
+                layer.query_dense.kernel,
+                layer.memory_dense.kernel,
+                layer.attention_v,
+            )
+        ]
+
+    q_kernel, m_kernel, v = build(3)
+    assert not np.allclose(q_kernel, m_kernel)
+    assert not np.allclose(q_kernel[0], v)
+    for a, b in zip(build(3), [q_kernel, m_kernel, v]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dot_rejects_units():
+    # tfa's LuongAttention(units) always projects the memory: silently
+    # running the weightless "dot" score would drop that projection.
+    with pytest.raises(ValueError, match='score_mode="general".*units=64'):
+        LuongAttention(units=64)
+    with pytest.raises(ValueError, match="units=8"):
+        LuongAttention("dot", units=8)
+
+
+def test_general_units_equal_to_query_is_tfa_luong(rng):
+    # tfa: score = q . (W m) with W of `units` = Dq columns.
+    query, memory, _ = _data(rng)
+    memory = rng.standard_normal((3, 6, 7)).astype("float32")
+    layer = LuongAttention("general", units=5)
+    context, weights = layer(query, memory, return_attention_scores=True)
+    ref_context, ref_weights = _np_luong(
+        layer, query.astype("float64"), memory.astype("float64")
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(weights), ref_weights, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(context), ref_context, atol=1e-5
     )

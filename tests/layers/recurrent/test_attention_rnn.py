@@ -67,14 +67,6 @@ def test_conformance(rng):
                     "memory_mask": memory_mask[:, :2],
                 },
             ),
-            BadInput(
-                "memory_mask.dtype",
-                input_data={
-                    "inputs": inputs,
-                    "memory": memory,
-                    "memory_mask": memory_mask.astype("float32"),
-                },
-            ),
         ],
     )
 
@@ -450,3 +442,185 @@ def test_monotonic_noise_in_training_only(rng):
     np.testing.assert_array_equal(_np(first), _np(second))
     _, noisy = layer(inputs, memory, memory_mask=memory_mask, training=True)
     assert not np.allclose(_np(noisy), _np(first), atol=1e-3)
+
+
+# -- cell dropout (tfa users train their decoders with it) -------------------
+
+
+class _RecordingSimpleRNNCell(keras.layers.SimpleRNNCell):
+    """Keeps the first dropout masks it hands out (the ones of the sequence)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recorded = {}
+
+    def get_dropout_mask(self, step_input):
+        mask = super().get_dropout_mask(step_input)
+        self.recorded.setdefault("input", mask)
+        return mask
+
+    def get_recurrent_dropout_mask(self, step_input):
+        mask = super().get_recurrent_dropout_mask(step_input)
+        self.recorded.setdefault("recurrent", mask)
+        return mask
+
+
+def test_cell_dropout_masks_match_numpy_reference(rng):
+    """One input and one recurrent mask per sequence, applied every step."""
+    inputs, memory, memory_mask = _data(rng)
+    cell = _RecordingSimpleRNNCell(DM, dropout=0.3, recurrent_dropout=0.4)
+    layer = AttentionRNN(cell, LuongAttention("dot"), attention_layer_size=3)
+    outputs = layer(inputs, memory, memory_mask=memory_mask, training=True)
+    x_mask = _np(cell.recorded["input"])  # (B, D + 3)
+    h_mask = _np(cell.recorded["recurrent"])  # (B, DM)
+    assert x_mask.shape == (B, D + 3) and h_mask.shape == (B, DM)
+    # Inverted dropout: 0 where dropped, 1 / (1 - rate) where kept.
+    assert set(np.round(np.unique(x_mask), 5)) == {0.0, round(1 / 0.7, 5)}
+    assert set(np.round(np.unique(h_mask), 5)) == {0.0, round(1 / 0.6, 5)}
+    w, u, b = (_np(v) for v in layer.cell.weights)
+    w_c = _np(layer.attention_layer.kernel)
+    h = np.zeros((B, DM))
+    a = np.zeros((B, 3))
+    ref = []
+    for t in range(T):
+        x = np.concatenate([inputs[:, t], a], -1)  # input feeding
+        h = np.tanh((x * x_mask) @ w + (h * h_mask) @ u + b)
+        scores = np.einsum("bd,bsd->bs", h, memory)
+        scores = np.where(memory_mask, scores, -np.inf)
+        e = np.exp(scores - scores.max(-1, keepdims=True))
+        alpha = e / e.sum(-1, keepdims=True)
+        a = np.concatenate([h, np.einsum("bs,bsd->bd", alpha, memory)], -1)
+        a = a @ w_c
+        ref.append(a)
+    np.testing.assert_allclose(_np(outputs), np.stack(ref, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "stacked"])
+def test_cell_dropout_is_identity_in_inference(rng, cell_name):
+    inputs, memory, memory_mask = _data(rng)
+    dropout = {"dropout": 0.5, "recurrent_dropout": 0.5}
+    cells = {
+        "lstm": lambda **k: keras.layers.LSTMCell(8, **k),
+        "gru": lambda **k: keras.layers.GRUCell(8, **k),
+        "stacked": lambda **k: keras.layers.StackedRNNCells(
+            [keras.layers.LSTMCell(6, **k), keras.layers.GRUCell(8, **k)]
+        ),
+    }
+    with_dropout, plain = (
+        AttentionRNN(
+            cells[cell_name](**kwargs),
+            BahdanauAttention(5),
+            attention_layer_size=6,
+        )
+        for kwargs in (dropout, {})
+    )
+    reference = plain(inputs, memory, memory_mask=memory_mask)
+    with_dropout(inputs, memory, memory_mask=memory_mask)
+    with_dropout.set_weights(plain.get_weights())
+    for training in (False, None):
+        out = with_dropout(
+            inputs, memory, memory_mask=memory_mask, training=training
+        )
+        np.testing.assert_allclose(_np(out), _np(reference), atol=1e-6)
+    trained = with_dropout(
+        inputs, memory, memory_mask=memory_mask, training=True
+    )
+    assert not np.allclose(_np(trained), _np(reference), atol=1e-3)
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "stacked"])
+def test_cell_dropout_trains_in_fit(rng, cell_name):
+    inputs, memory, memory_mask = _data(rng)
+    cell = {
+        "lstm": lambda: keras.layers.LSTMCell(
+            8, dropout=0.2, recurrent_dropout=0.2
+        ),
+        "stacked": lambda: keras.layers.StackedRNNCells(
+            [
+                keras.layers.GRUCell(6, dropout=0.2, recurrent_dropout=0.2),
+                keras.layers.SimpleRNNCell(8, dropout=0.2),
+            ]
+        ),
+    }[cell_name]()
+    x = keras.Input((T, D))
+    m = keras.Input((S, DM))
+    y = AttentionRNN(cell, BahdanauAttention(5), attention_layer_size=6)(x, m)
+    model = keras.Model([x, m], keras.layers.Dense(1)(y))
+    model.compile("adam", "mse")
+    before = [w.copy() for w in model.get_weights()]
+    target = rng.standard_normal((B, T, 1)).astype("float32")
+    history = model.fit(
+        [inputs, memory], target, epochs=2, batch_size=B, verbose=0
+    )
+    assert np.all(np.isfinite(history.history["loss"]))
+    after = model.get_weights()
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+    # Inference afterwards is deterministic (no mask left cached).
+    p1 = model.predict([inputs, memory], verbose=0)
+    p2 = model.predict([inputs, memory], verbose=0)
+    np.testing.assert_array_equal(p1, p2)
+
+
+# -- migration from tfa --------------------------------------------------------
+
+
+def test_get_initial_state_before_the_layer_is_called(rng):
+    inputs, memory, _ = _data(rng)
+    layer = AttentionRNN(
+        keras.layers.LSTMCell(8), BahdanauAttention(5), attention_layer_size=6
+    )
+    # tfa: wrapper.get_initial_state(batch_size=B, dtype=...).
+    (h, c), attention = layer.get_initial_state(batch_size=B, dtype="float32")
+    for x, size in ((h, 8), (c, 8), (attention, 6)):
+        np.testing.assert_array_equal(_np(x), np.zeros((B, size)))
+        assert keras.backend.standardize_dtype(x.dtype) == "float32"
+    state = layer.get_initial_state(B, dtype="float16")
+    assert all(
+        keras.backend.standardize_dtype(x.dtype) == "float16"
+        for x in keras.tree.flatten(state)
+    )
+    # The state feeds the layer's step once it is built.
+    state = layer.get_initial_state(B)
+    output, _, alignment = layer.step(inputs[:, 0], state, memory)
+    assert tuple(output.shape) == (B, 6)
+    np.testing.assert_allclose(_np(alignment).sum(-1), 1.0, atol=1e-6)
+
+
+def test_get_initial_state_needs_the_memory_size_without_layer_size():
+    layer = AttentionRNN(keras.layers.GRUCell(8), BahdanauAttention(5))
+    with pytest.raises(ValueError, match="attention_layer_size=None"):
+        layer.get_initial_state(2)
+    layer.build((None, T, D), (None, S, DM))
+    _, attention = layer.get_initial_state(2)
+    assert tuple(attention.shape) == (2, DM)
+
+
+def _guide_row(tfa_name):
+    path = "docs/guides/rnn_attention.md"
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(f"| `{tfa_name}` |"):
+                return line.split("|")[2].strip().strip("`")
+    raise AssertionError(f"no row for {tfa_name} in {path}")
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_guide_memory_sequence_length_snippet(rng, dtype):
+    # The migration guide's line, run as written, with tfa's int64 lengths.
+    snippet = _guide_row("memory_sequence_length")
+    lengths = np.array([2, 6, 4], dtype)
+    if keras.backend.backend() != "jax":  # JAX has no int64 without x64
+        lengths = ops.convert_to_tensor(lengths)
+    namespace = {"ops": ops, "S": S, "lengths": lengths}
+    exec(snippet, namespace)
+    memory_mask = _np(namespace["memory_mask"]).astype(bool)
+    expected = np.arange(S)[None] < np.array([2, 6, 4])[:, None]
+    np.testing.assert_array_equal(memory_mask, expected)
+    _, memory, _ = _data(rng)
+    _, weights = BahdanauAttention(4)(
+        memory[:, 0],
+        memory,
+        memory_mask=namespace["memory_mask"],
+        return_attention_scores=True,
+    )
+    assert np.all(_np(weights)[~expected] == 0)
