@@ -48,9 +48,7 @@ References:
 
 def _parse(text):
     docstring = griffe.Docstring(ext.rewrite_docstring(text))
-    return docstring.parse(
-        "google", returns_multiple_items=False, returns_named_value=False
-    )
+    return docstring.parse("google", returns_multiple_items=False)
 
 
 def _section(sections, kind):
@@ -95,3 +93,11 @@ def test_unindented_example_becomes_an_examples_section():
 def test_indented_example_sections_are_left_alone():
     text = "Summary.\n\nExamples:\n    >>> 1 + 1\n    2\n"
     assert ext.rewrite_docstring(text) == text
+
+
+def test_a_return_in_backticks_stays_in_the_description():
+    sections = _parse("Summary.\n\nReturns:\n    `(a, b)`: the pair.\n")
+    (returns,) = _section(sections, "returns")
+    (item,) = returns.value
+    assert item.annotation is None
+    assert item.description == "`(a, b)`: the pair."
