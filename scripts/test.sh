@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs ruff, the test suite once per Keras backend, and the strict docs build.
+# Runs ruff, the test suite once per Keras backend, the strict docs build and
+# the docs' browser test (once: it does not depend on the backend).
 # Prints one summary line per backend and exits non-zero if anything failed.
 set -u
 export TF_CPP_MIN_LOG_LEVEL=3 NO_MKDOCS_2_WARNING=1
@@ -16,7 +17,7 @@ for backend in $BACKENDS; do
   log=$(mktemp)
   # Each backend is its own process: Keras picks the backend at import time.
   KERAS_BACKEND=$backend "$BIN/python" -m pytest -n 2 --dist loadfile -q \
-    -p no:cacheprovider "$@" tests 2>&1 | tee "$log"
+    -p no:cacheprovider --ignore=tests/docs/test_site.py "$@" tests 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   # pytest's closing line, e.g. "== 250 passed, 1 deselected in 300.00s =="
   last=$(grep -E "^=* *[0-9]+ (passed|failed|errors?|skipped|deselected)|no tests ran" "$log" \
@@ -27,7 +28,18 @@ for backend in $BACKENDS; do
 done
 
 echo "== mkdocs build --strict"
-"$BIN/mkdocs" build --strict -q || { status=1; summary+=("docs: FAILED"); }
+"$BIN/mkdocs" build --strict || { status=1; summary+=("docs: FAILED"); }
+
+echo "== docs in headless Chromium (tests/docs/test_site.py)"
+log=$(mktemp)
+KERAS_BACKEND=jax "$BIN/python" -m pytest -q -p no:cacheprovider \
+  tests/docs/test_site.py 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+last=$(grep -E "^=* *[0-9]+ (passed|failed|errors?|skipped)|no tests ran" "$log" \
+  | tail -n 1 | sed 's/=//g; s/^ *//; s/ *$//')
+summary+=("browser: ${last:-no summary} (exit $rc)")
+[ "$rc" -eq 0 ] || status=1
+rm -f "$log"
 
 echo
 echo "== summary"

@@ -52,7 +52,7 @@ def main():
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     model.fit(
-        (source, decoder_in),
+        {"encoder_token_ids": source, "token_ids": decoder_in},
         target,
         batch_size=batch_size,
         epochs=epochs,
@@ -60,8 +60,16 @@ def main():
     )
 
     test_source, _, test_target = reverse_data(rng, 200)
-    tokens, alignments = model.generate(test_source, LENGTH, START)
-    tokens = keras.ops.convert_to_numpy(tokens)
+    # max_length counts the start token; row i of the alignments is the
+    # attention over the source while producing token i.
+    tokens, alignments = model.generate(
+        test_source,
+        max_length=LENGTH + 1,
+        start_token=START,
+        return_attention_scores=True,
+    )
+    tokens = keras.ops.convert_to_numpy(tokens)[:, 1:]  # without the start
+    alignments = keras.ops.convert_to_numpy(alignments)[:, 1:]
     exact = np.mean(np.all(tokens == test_target, axis=1))
     print(f"exact match on 200 new sequences: {exact:.3f}")
 

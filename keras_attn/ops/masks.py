@@ -58,6 +58,8 @@ def causal_mask(query_length, key_length=None, offset=None):
     Example:
 
     ```python
+    from keras_attn.ops import causal_mask
+
     mask = causal_mask(2, 4)  # two queries, the last two of four positions
     # [[True, True, True, False],
     #  [True, True, True, True]]

@@ -100,9 +100,12 @@ def sine_position_encoding(positions, hidden_dim, max_wavelength=10000):
 
     Example:
 
-    >>> table = sine_position_encoding(keras.ops.arange(4), 8)
-    >>> table.shape
-    (4, 8)
+    ```python
+    import keras
+    from keras_attn.ops import sine_position_encoding
+
+    table = sine_position_encoding(keras.ops.arange(4), 8)  # (4, 8)
+    ```
 
     References:
         - Attention Is All You Need (Vaswani et al., 2017).
@@ -166,9 +169,12 @@ def sincos_2d_positions(height, width, dim, max_wavelength=10000):
 
     Example:
 
-    >>> pos = sincos_2d_positions(14, 14, 768)  # ViT-B/16 on 224 x 224
-    >>> pos.shape
-    (196, 768)
+    ```python
+    from keras_attn.ops import sincos_2d_positions
+
+    pos = sincos_2d_positions(14, 14, 768)  # ViT-B/16 on 224 x 224
+    # pos.shape == (196, 768)
+    ```
 
     References:
         - Masked Autoencoders Are Scalable Vision Learners (He et al., 2022).

@@ -41,6 +41,9 @@ class AlibiBias(keras.layers.Layer):
     Example:
 
     ```python
+    import keras
+    import keras_attn
+
     scores = keras.random.normal((2, 4, 8, 8))  # (B, N, T, S)
     biased = keras_attn.layers.AlibiBias()(scores)
     # The same bias for an attention layer: (1, 4, 8, 8).

@@ -39,6 +39,9 @@ class PositionEmbedding(keras.layers.Layer):
     Example:
 
     ```python
+    import keras
+    import keras_attn
+
     tokens = keras.random.normal((2, 10, 16))  # (B, T, D) embeddings
     layer = keras_attn.layers.PositionEmbedding(sequence_length=32)
     outputs = tokens + layer(tokens)

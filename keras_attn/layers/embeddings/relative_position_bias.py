@@ -49,6 +49,9 @@ class RelativePositionBias(keras.layers.Layer):
     Example:
 
     ```python
+    import keras
+    import keras_attn
+
     bias_layer = keras_attn.layers.RelativePositionBias(num_heads=4)
     hidden = keras.random.normal((2, 10, 32))  # (B, T, D)
     bias = bias_layer(hidden)  # (1, 4, 10, 10)

@@ -45,6 +45,9 @@ class RotaryEmbedding(keras.layers.Layer):
     Example:
 
     ```python
+    import keras
+    import keras_attn
+
     rope = keras_attn.layers.RotaryEmbedding()
     query = keras.random.normal((2, 16, 4, 32))  # (B, T, N, H)
     key = keras.random.normal((2, 16, 4, 32))

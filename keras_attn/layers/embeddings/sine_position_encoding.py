@@ -37,6 +37,9 @@ class SinePositionEncoding(keras.layers.Layer):
     Example:
 
     ```python
+    import keras
+    import keras_attn
+
     tokens = keras.random.normal((2, 10, 16))  # (B, T, D) embeddings
     encoding = keras_attn.layers.SinePositionEncoding()(tokens)
     outputs = tokens + encoding

@@ -59,6 +59,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     Example:
 
     ```python
+    import keras
+    import keras_attn
+
     layer = keras_attn.layers.TokenAndPositionEmbedding(
         vocabulary_size=100, sequence_length=16, embedding_dim=32
     )
