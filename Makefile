@@ -7,7 +7,7 @@ BACKENDS ?= jax tensorflow torch
 # Extra pytest arguments, e.g. PYTEST_ARGS='-m "not large"' for a quick local run.
 PYTEST_ARGS ?=
 
-.PHONY: system install test test-fast lint docs demo bench clean
+.PHONY: system install test test-fast lint docs figures demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: install
 
 test-fast:
 	$(MAKE) test PYTEST_ARGS='-m "not large"'
+
+# Every figure of the docs pages, regenerated from the scripts in docs/scripts.
+figures: install
+	for s in docs/scripts/make_*.py; do PYTHONPATH=. KERAS_BACKEND=$(BACKEND) $(BIN)/python $$s || exit 1; done
 
 demo: install
 	KERAS_BACKEND=$(BACKEND) $(BIN)/python examples/quickstart.py
