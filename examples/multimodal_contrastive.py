@@ -38,7 +38,20 @@ and `num2words`.
 
 Results of the full run (`--seed 0`):
 
-RESULTS_PLACEHOLDER
+    recall@1 among 100 held-out numbers   VATT-style   CCA baseline
+    image -> audio                        0.460        0.030
+    audio -> image                        0.473
+    audio -> text   (mean of 8 languages) 0.510        0.070
+    text -> audio                         0.527
+    image -> text                         0.955
+
+Mean of 3 held-out galleries; chance is 0.010. Backend jax, 96,704
+parameters, 40 epochs of 20 batches of 100, train time 1,595 s on a 2-core
+CPU shared with other jobs (load average about 25). The 90% target is met
+for image -> text but MISSED for the directions through sound: the audio
+side (100 spoken numbers by unseen voices) is the hard part and was still
+improving when the run stopped; a longer run (more epochs) is the next
+step.
 """
 
 import argparse
@@ -433,7 +446,9 @@ def save_figure(path, similarity, numbers):
     axes[1].set_ylabel("spoken by held-out voices")
     axes[1].set_xlabel("written (English)")
     fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")
-    fig.suptitle("Cross-modal similarity of a held-out batch of 100 numbers")
+    fig.suptitle(
+        f"Cross-modal similarity of a held-out batch of {len(numbers)} numbers"
+    )
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 

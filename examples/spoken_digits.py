@@ -23,11 +23,21 @@ log-mel images, shows what the patches' interplay adds.
 
 Needs the `espeak-ng` program (Debian/Ubuntu: `apt-get install espeak-ng`).
 
-Results of the full run (`--seed 0`; 3,000 training utterances, each used
-twice with other noise and offsets; 480 test utterances by 12 held-out
-voice variants):
+Results of the full run (`--seed 0`; 3,000 training clips by 87 voice
+variants; 480 test clips by the 12 held-out variants in 4 accents):
 
-RESULTS_PLACEHOLDER
+    model                              train acc   held-out voices
+    logistic regression on log-mel                 0.633
+    spectrogram transformer            0.966       0.721
+
+Per held-out variant: Andy 0.70, belinda 0.65, Diogo 0.88, f5 0.72,
+Hugo 0.80, klatt 0.75, m1 0.75, marcelo 0.60, Nguyen 0.90, RicishayMax3
+0.93, robosoft6 0.53, travis 0.45. Backend jax, 109,002 parameters, 20
+epochs, train time 2,217 s on a 2-core CPU shared with other jobs (load
+average about 25). The 90% target on held-out voices is MISSED (72.1%):
+the model fits the training voices (96.6%) but generalizes less well to
+the unheard ones; more voices per digit, noise and offsets drawn anew each
+epoch, and a longer run are the next steps.
 """
 
 import argparse

@@ -8,9 +8,14 @@ import pytest
 
 from tests.examples._run import run_example
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="needs the espeak-ng program"
-)
+# Two example processes (train, then --predict): over 30 s.
+pytestmark = [
+    pytest.mark.large,
+    pytest.mark.skipif(
+        shutil.which("espeak-ng") is None,
+        reason="needs the espeak-ng program",
+    ),
+]
 
 
 def parse(stdout, tag):
