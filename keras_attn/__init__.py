@@ -10,6 +10,7 @@ import importlib
 
 from keras_attn import generation
 from keras_attn import layers
+from keras_attn import losses
 from keras_attn import models
 from keras_attn import ops
 
@@ -21,6 +22,7 @@ __all__ = [
     "generation",
     "interpret",
     "layers",
+    "losses",
     "models",
     "ops",
     "plot",
