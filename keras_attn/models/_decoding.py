@@ -1,17 +1,73 @@
-"""Dispatch of the transformer models' `generate` to the decoding loops."""
+"""The one `generate` contract of the sequence models (private).
 
+`TransformerLM.generate`, `Transformer.generate` and
+`RNNSeq2Seq.generate` share it:
+
+```
+generate(inputs, max_length, method="greedy", start_token=None,
+         end_token=None, pad_token=0, use_cache=True,
+         return_attention_scores=False, **options)
+```
+
+- `inputs`: for `TransformerLM`, the prompt `token_ids (B, P)` or a dict
+  `{"token_ids", "padding_mask"}`; for the encoder-decoder models, the
+  source `encoder_token_ids (B, S)` or a dict `{"encoder_token_ids",
+  "encoder_padding_mask" (optional), "token_ids" (optional decoder
+  prompt), "padding_mask" (optional)}`.
+- Prompts of different lengths share a batch: right-pad them and pass
+  `padding_mask`, True on the real prompt tokens. Generation starts at the
+  shortest prompt; longer rows keep their prompt tokens (keras-hub's
+  `generate` does the same).
+- `start_token`: an int put before every prompt; required when an
+  encoder-decoder model gets no decoder prompt (the prompt is then the
+  start token alone).
+- `max_length`: the TOTAL length of the returned sequences, prompt and
+  start token included (keras-hub's meaning).
+- Returns `(B, max_length)` int32 tokens, prompt included; the positions
+  after a row's `end_token` hold `pad_token`. With
+  `return_attention_scores=True`, returns `(tokens, scores)`: row `i` of
+  `scores` is the attention when producing token `i` (zeros for prompt
+  rows): for the encoder-decoder models `(B, max_length, S)` over the
+  source (the last decoder block's cross-attention averaged over heads, or
+  the RNN decoder's alignments); for `TransformerLM` `(B, max_length,
+  max_length)` over the sequence (the last block's self-attention averaged
+  over heads).
+- `method`: `"greedy"`, `"beam"` (options `beam_width`,
+  `length_penalty`) or `"sample"` (options `temperature`, `top_k`, `top_p`,
+  `seed`); see `keras_attn.generation`.
+- `use_cache`: decode one token per step against caches (key/value caches
+  or the RNN state), or re-run the decoder on the whole prefix each step
+  (the RNN always steps).
+- Runs without gradient tracking (`torch.no_grad` on PyTorch).
+
+A model's `generate` parses its inputs into a prompt, then calls `generate`
+below with `make_step(tokens, start_index, with_scores) -> (next_fn,
+cache)`, the step function of `keras_attn.generation` for the buffer
+`tokens (B, max_length)`. With scores, `cache["scores"]` is a `(B,
+max_length, S)` buffer into which `next_fn` writes row `index`.
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_integer_dtype
+from keras_attn._validation import check_mask_dtype
+from keras_attn._validation import check_non_negative_int
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_rank
 from keras_attn.generation.beam_search import beam_search
 from keras_attn.generation.greedy import greedy_search
 from keras_attn.generation.sampling import sample
 
 METHODS = ("greedy", "beam", "sample")
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
+LM_KEYS = ("token_ids", "padding_mask")
+SEQ2SEQ_KEYS = (
+    "encoder_token_ids",
+    "encoder_padding_mask",
+    "token_ids",
+    "padding_mask",
+)
 
 
 def check_model_sizes(
@@ -31,8 +87,7 @@ def check_model_sizes(
         ("hidden_dim", hidden_dim),
     ):
         check_positive_int(name, value)
-    if intermediate_dim is not None:
-        check_positive_int("intermediate_dim", intermediate_dim)
+    check_positive_int("intermediate_dim", intermediate_dim, allow_none=True)
     if hidden_dim % num_heads:
         raise ValueError(
             "`hidden_dim` must be a multiple of `num_heads`. Received: "
@@ -40,16 +95,205 @@ def check_model_sizes(
         )
 
 
-def check_method(method):
-    if method not in METHODS:
+def _ids(name, value):
+    value = ops.convert_to_tensor(value)
+    check_integer_dtype(name, value)
+    check_rank(name, value, 2, "(batch, length)")
+    return ops.cast(value, "int32")
+
+
+def _mask(name, value, ids_name, ids):
+    if value is None:
+        return None
+    value = ops.convert_to_tensor(value)
+    check_mask_dtype(name, value)
+    if tuple(value.shape) != tuple(ids.shape):
         raise ValueError(
-            f"`method` must be one of {METHODS}. Received: method={method!r}"
+            f"`{name}` must have the shape of `{ids_name}` "
+            f"{tuple(ids.shape)}. Received: {name}.shape={tuple(value.shape)}"
+        )
+    return ops.cast(value, "bool")
+
+
+def _check_keys(inputs, keys):
+    unknown = sorted(set(inputs) - set(keys))
+    if unknown:
+        raise ValueError(
+            f"`inputs` accepts the keys {keys}. Received unknown keys: "
+            f"{unknown}"
         )
 
 
-def decode(next_fn, tokens, cache, start_index, method, options):
-    """Runs `method` on `next_fn`; `options` are the loop's own arguments."""
-    loops = {"greedy": greedy_search, "beam": beam_search, "sample": sample}
-    return loops[method](
-        next_fn, tokens, cache, start_index=start_index, **options
+def parse_lm_inputs(inputs):
+    """`(token_ids, padding_mask or None)` of a `TransformerLM` prompt."""
+    if isinstance(inputs, dict):
+        _check_keys(inputs, LM_KEYS)
+        if "token_ids" not in inputs:
+            raise ValueError(
+                "`inputs` must hold `token_ids`. Received keys: "
+                f"{sorted(inputs)}"
+            )
+        ids = _ids("token_ids", inputs["token_ids"])
+        mask = inputs.get("padding_mask")
+        return ids, _mask("padding_mask", mask, "token_ids", ids)
+    return _ids("token_ids", inputs), None
+
+
+def parse_seq2seq_inputs(inputs):
+    """The four inputs of an encoder-decoder `generate` (None if absent)."""
+    if not isinstance(inputs, dict):
+        inputs = {"encoder_token_ids": inputs}
+    _check_keys(inputs, SEQ2SEQ_KEYS)
+    if "encoder_token_ids" not in inputs:
+        raise ValueError(
+            "`inputs` must hold `encoder_token_ids`. Received keys: "
+            f"{sorted(inputs)}"
+        )
+    source = _ids("encoder_token_ids", inputs["encoder_token_ids"])
+    parsed = {
+        "encoder_token_ids": source,
+        "encoder_padding_mask": _mask(
+            "encoder_padding_mask",
+            inputs.get("encoder_padding_mask"),
+            "encoder_token_ids",
+            source,
+        ),
+        "token_ids": None,
+        "padding_mask": None,
+    }
+    if inputs.get("token_ids") is not None:
+        ids = _ids("token_ids", inputs["token_ids"])
+        parsed["token_ids"] = ids
+        parsed["padding_mask"] = _mask(
+            "padding_mask", inputs.get("padding_mask"), "token_ids", ids
+        )
+    return parsed
+
+
+def _prompt_buffer(prompt, prompt_mask, batch_size, start_token):
+    """NumPy `(ids (B, P), lengths (B,))` of right-padded prompts."""
+    if prompt is None:
+        ids = np.zeros((batch_size, 0), "int32")
+        lengths = np.zeros((batch_size,), "int64")
+    else:
+        ids = np.asarray(ops.convert_to_numpy(prompt), "int32")
+        if prompt_mask is None:
+            lengths = np.full((ids.shape[0],), ids.shape[1])
+        else:
+            mask = np.asarray(ops.convert_to_numpy(prompt_mask), bool)
+            lengths = mask.sum(axis=1)
+            prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
+            if not np.array_equal(mask, prefix):
+                raise ValueError(
+                    "`padding_mask` must be True on a prefix of each row "
+                    "(right-padded prompts). Received: padding_mask="
+                    f"{mask.tolist()}"
+                )
+    if start_token is not None:
+        start = np.full((ids.shape[0], 1), start_token, "int32")
+        ids = np.concatenate([start, ids], axis=1)
+        lengths = lengths + 1
+    return ids, lengths
+
+
+def generate(
+    make_step,
+    prompt,
+    prompt_mask,
+    batch_size,
+    max_length,
+    method,
+    start_token,
+    end_token,
+    pad_token,
+    return_attention_scores,
+    options,
+    max_sequence_length=None,
+    first_index=None,
+):
+    """Builds the token buffer, runs the decoding loop, shapes the result.
+
+    Args:
+        make_step: `(tokens, start_index, with_scores) -> (next_fn, cache)`.
+        prompt: `(B, P)` int32 tensor or None.
+        prompt_mask: `(B, P)` boolean tensor or None (all True).
+        batch_size: int, `B`.
+        max_length, method, start_token, end_token, pad_token,
+        return_attention_scores, options: `generate`'s arguments.
+        max_sequence_length: optional int, the longest sequence the model
+            takes.
+        first_index: optional int, the first position the loop runs at
+            (a model without a cache to prefill steps over its prompts
+            from 1); defaults to the shortest prompt's length.
+
+    Returns:
+        Tokens `(B, max_length)`, or `(tokens, scores)`.
+    """
+    check_choice("method", method, METHODS)
+    check_positive_int("max_length", max_length)
+    check_non_negative_int("pad_token", pad_token)
+    check_non_negative_int("start_token", start_token, allow_none=True)
+    check_non_negative_int("end_token", end_token, allow_none=True)
+    if max_sequence_length is not None and max_length > max_sequence_length:
+        raise ValueError(
+            "`max_length` (prompt included) must be at most "
+            f"`max_sequence_length` ({max_sequence_length}). Received: "
+            f"max_length={max_length}"
+        )
+    ids, lengths = _prompt_buffer(prompt, prompt_mask, batch_size, start_token)
+    if ids.shape[1] > max_length:
+        raise ValueError(
+            "The prompt (with the start token) must fit in `max_length`. "
+            f"Received: prompt length {ids.shape[1]}, max_length={max_length}"
+        )
+    start_index = int(lengths.min()) if len(lengths) else 0
+    if first_index is not None and start_index >= 1:
+        start_index = min(first_index, start_index)
+    if start_index < 1:
+        raise ValueError(
+            "Every prompt needs at least one token: give a prompt or a "
+            "`start_token`. Received: start_token=None and prompt lengths "
+            f"{lengths.tolist()}"
+        )
+    tokens = np.full((ids.shape[0], max_length), pad_token, "int32")
+    tokens[:, : ids.shape[1]] = np.where(
+        np.arange(ids.shape[1])[None, :] < lengths[:, None], ids, pad_token
     )
+    # (B, L): True where a prompt token is kept.
+    kept = np.arange(max_length)[None, :] < lengths[:, None]
+    ragged = bool((lengths > start_index).any())
+    tokens = ops.convert_to_tensor(tokens)
+    next_fn, cache = make_step(tokens, start_index, return_attention_scores)
+    loops = {"greedy": greedy_search, "beam": beam_search, "sample": sample}
+    tokens, cache = loops[method](
+        next_fn,
+        tokens,
+        cache,
+        start_index=start_index,
+        end_token=end_token,
+        pad_token=pad_token,
+        prompt_mask=ops.convert_to_tensor(kept) if ragged else None,
+        return_cache=True,
+        **options,
+    )
+    if not return_attention_scores:
+        return tokens
+    # Prompt rows produced no token: zeros.
+    scores = ops.where(
+        ops.convert_to_tensor(kept)[:, :, None], 0.0, cache["scores"]
+    )
+    return tokens, ops.cast(scores, "float32")
+
+
+def write_scores(cache, index, row):
+    """`cache` with `row (B, S)` written at row `index` of its scores."""
+    scores = cache["scores"]
+    scores = ops.slice_update(
+        scores, [0, index, 0], ops.cast(row, scores.dtype)[:, None, :]
+    )
+    return dict(cache, scores=scores)
+
+
+def empty_scores(batch_size, max_length, key_length):
+    """The `(B, max_length, S)` float32 scores buffer."""
+    return ops.zeros((batch_size, max_length, key_length), "float32")
