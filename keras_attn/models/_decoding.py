@@ -1,44 +1,6 @@
-"""The one `generate` contract of the sequence models (private).
+"""The one `generate` of the sequence models (private).
 
-`TransformerLM.generate`, `Transformer.generate` and
-`RNNSeq2Seq.generate` share it:
-
-```
-generate(inputs, max_length, method="greedy", start_token=None,
-         end_token=None, pad_token=0, use_cache=True,
-         return_attention_scores=False, **options)
-```
-
-- `inputs`: for `TransformerLM`, the prompt `token_ids (B, P)` or a dict
-  `{"token_ids", "padding_mask"}`; for the encoder-decoder models, the
-  source `encoder_token_ids (B, S)` or a dict `{"encoder_token_ids",
-  "encoder_padding_mask" (optional), "token_ids" (optional decoder
-  prompt), "padding_mask" (optional)}`.
-- Prompts of different lengths share a batch: right-pad them and pass
-  `padding_mask`, True on the real prompt tokens. Generation starts at the
-  shortest prompt; longer rows keep their prompt tokens (keras-hub's
-  `generate` does the same).
-- `start_token`: an int put before every prompt; required when an
-  encoder-decoder model gets no decoder prompt (the prompt is then the
-  start token alone).
-- `max_length`: the TOTAL length of the returned sequences, prompt and
-  start token included (keras-hub's meaning).
-- Returns `(B, max_length)` int32 tokens, prompt included; the positions
-  after a row's `end_token` hold `pad_token`. With
-  `return_attention_scores=True`, returns `(tokens, scores)`: row `i` of
-  `scores` is the attention when producing token `i` (zeros for prompt
-  rows): for the encoder-decoder models `(B, max_length, S)` over the
-  source (the last decoder block's cross-attention averaged over heads, or
-  the RNN decoder's alignments); for `TransformerLM` `(B, max_length,
-  max_length)` over the sequence (the last block's self-attention averaged
-  over heads).
-- `method`: `"greedy"`, `"beam"` (options `beam_width`,
-  `length_penalty`) or `"sample"` (options `temperature`, `top_k`, `top_p`,
-  `seed`); see `keras_attn.generation`.
-- `use_cache`: decode one token per step against caches (key/value caches
-  or the RNN state), or re-run the decoder on the whole prefix each step
-  (the RNN always steps).
-- Runs without gradient tracking (`torch.no_grad` on PyTorch).
+Implements the contract stated in `keras_attn.models` (read it there).
 
 A model's `generate` parses its inputs into a prompt, then calls `generate`
 below with `make_step(tokens, start_index, with_scores) -> (next_fn,
@@ -297,3 +259,104 @@ def write_scores(cache, index, row):
 def empty_scores(batch_size, max_length, key_length):
     """The `(B, max_length, S)` float32 scores buffer."""
     return ops.zeros((batch_size, max_length, key_length), "float32")
+
+
+def transformer_next_fn(full_pass, cached_step, use_cache, with_scores):
+    """The step function of a transformer decoder, cached or not.
+
+    Args:
+        full_pass: `tokens (B, L) -> (logits (B, L, V), scores)`, a causal
+            pass over the whole buffer; scores `(B, N, L, S)` or None.
+        cached_step: `(token (B, 1), cache, position) -> (logits (B, 1, V),
+            cache, scores)`, one token against the caches; scores `(B, N,
+            1, S)` or None.
+        use_cache: bool, which of the two the step function calls.
+        with_scores: bool, write the head-averaged scores of the query that
+            produces token `index` into row `index` of `cache["scores"]`.
+
+    Returns:
+        `next_fn(tokens, cache, index) -> (logits (B, V), cache)`.
+    """
+
+    def next_fn(tokens, cache, index):
+        if use_cache:
+            # (B, 1): the token at index - 1, at its position.
+            previous = ops.expand_dims(ops.take(tokens, index - 1, 1), 1)
+            logits, cache, scores = cached_step(previous, cache, index - 1)
+            query = 0
+        else:
+            logits, scores = full_pass(tokens)
+            query = index - 1
+        if with_scores:
+            # (B, N, T, S) -> (B, S): the query, averaged over heads.
+            row = ops.mean(ops.take(scores, query, axis=2), axis=1)
+            cache = write_scores(cache, index, row)
+        return ops.take(logits, query, axis=1), cache
+
+    return next_fn
+
+
+def encoder_decoder_step(
+    model, tokens, start_index, memory, memory_mask, use_cache, with_scores
+):
+    """`(next_fn, cache)` of `Transformer.generate` for the loops.
+
+    Args:
+        model: the `Transformer`.
+        tokens: the `(B, L)` token buffer.
+        start_index: int, the loop's first position.
+        memory: `(B, S, D)` encoder output.
+        memory_mask: `(B, S)` boolean.
+        use_cache: bool.
+        with_scores: bool.
+    """
+    batch_size, max_length = tokens.shape
+    source_length = memory.shape[1]
+    cache = {"memory": memory, "memory_mask": memory_mask}
+    if with_scores:
+        cache["scores"] = empty_scores(batch_size, max_length, source_length)
+    if use_cache:
+        head_dim = model.hidden_dim // model.num_heads
+
+        def zeros(n):
+            shape = (batch_size, 2, n, model.num_heads, head_dim)
+            return tuple(
+                ops.zeros(shape, model.compute_dtype)
+                for _ in model.decoder_blocks
+            )
+
+        # Prefill: the common prompt's self-attention keys and values,
+        # and the cross-attention keys and values, computed once.
+        _, cache["self"], cache["cross"] = model.call_with_cache(
+            tokens[:, :start_index],
+            memory,
+            memory_mask,
+            zeros(max_length),
+            zeros(source_length),
+            0,
+            cross_cache_update_index=0,
+        )
+
+    def full_pass(tokens):
+        outputs = model._decode(
+            tokens, memory, memory_mask, with_scores=with_scores
+        )
+        return outputs if with_scores else (outputs, None)
+
+    def cached_step(token, cache, position):
+        outputs = model.call_with_cache(
+            token,
+            cache["memory"],
+            cache["memory_mask"],
+            cache["self"],
+            cache["cross"],
+            position,
+            return_attention_scores=with_scores,
+        )
+        cache = dict(cache, self=outputs[1], cross=outputs[2])
+        return outputs[0], cache, outputs[3] if with_scores else None
+
+    next_fn = transformer_next_fn(
+        full_pass, cached_step, use_cache, with_scores
+    )
+    return next_fn, cache

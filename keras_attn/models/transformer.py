@@ -8,10 +8,9 @@ from keras_attn.layers.embeddings.token_and_position_embedding import (
 from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
 from keras_attn.layers.transformer.transformer_encoder import TransformerEncoder
 from keras_attn.models._decoding import check_model_sizes
-from keras_attn.models._decoding import empty_scores
+from keras_attn.models._decoding import encoder_decoder_step
 from keras_attn.models._decoding import generate
 from keras_attn.models._decoding import parse_seq2seq_inputs
-from keras_attn.models._decoding import write_scores
 
 _KEYS = ("encoder_token_ids", "token_ids")
 _MASK_KEYS = ("encoder_padding_mask", "padding_mask")
@@ -70,17 +69,19 @@ class Transformer(keras.Model):
 
     Example:
 
-    >>> import numpy as np
-    >>> from keras_attn.models import Transformer
-    >>> model = Transformer(
-    ...     vocabulary_size=20, max_sequence_length=12, hidden_dim=32
-    ... )
-    >>> source = np.array([[5, 6, 7, 8], [9, 10, 11, 0]])
-    >>> logits = model({"encoder_token_ids": source, "token_ids": source})
-    >>> tuple(logits.shape)
-    (2, 4, 20)
-    >>> tuple(model.generate(source, max_length=6, start_token=1).shape)
-    (2, 6)
+    ```python
+    import numpy as np
+    from keras_attn.models import Transformer
+
+    model = Transformer(
+        vocabulary_size=20, max_sequence_length=12, hidden_dim=32
+    )
+    source = np.array([[5, 6, 7, 8], [9, 10, 11, 0]])
+    logits = model({"encoder_token_ids": source, "token_ids": source})
+    # logits: (2, 4, 20)
+    tokens = model.generate(source, max_length=6, start_token=1)
+    # tokens: (2, 6), the start token first
+    ```
 
     References:
         - Vaswani et al., "Attention Is All You Need", 2017.
@@ -285,11 +286,11 @@ class Transformer(keras.Model):
         self._check_ids("token_ids", token_ids)
         memory = self.encode(source, source_mask, training=training)
         memory_mask = self.encoder_padding_mask(source, source_mask)
-        return self._decode(
+        return self.decode(
             token_ids, memory, memory_mask, target_mask, training=training
         )
 
-    def _decode(
+    def decode(
         self,
         token_ids,
         memory,
@@ -298,8 +299,21 @@ class Transformer(keras.Model):
         with_scores=False,
         training=None,
     ):
-        """Logits `(B, T, V)`; with `with_scores`, and the last block's
-        cross-attention scores `(B, N, T, S)`."""
+        """Runs the decoder stack on `(B, T)` target ids.
+
+        Args:
+            token_ids: `(B, T)` integer target tokens.
+            memory: `(B, S, D)`, the output of `encode`.
+            memory_mask: `(B, S)` boolean or None, True on real source
+                tokens (`encoder_padding_mask`).
+            padding_mask: optional `(B, T)` boolean, True on real targets.
+            with_scores: bool, also return the last block's
+                cross-attention scores `(B, N, T, S)`.
+            training: bool.
+
+        Returns:
+            Logits `(B, T, V)`, or `(logits, scores)`.
+        """
         x = self.decoder_embedding(token_ids)
         if self.dropout > 0:
             x = self.embedding_dropout(x, training=training)
@@ -400,36 +414,28 @@ class Transformer(keras.Model):
     ):
         """Decodes a target for each source sequence.
 
-        The contract shared with `TransformerLM` and `RNNSeq2Seq` (see
-        `keras_attn.models` for the full statement): `max_length` counts the
-        decoder prompt and start token; prompts of different lengths go
-        right-padded with a `padding_mask`; the result is `(B, max_length)`
-        int32 tokens, the prompt included and `pad_token` after
-        `end_token`.
+        The contract shared with `TransformerLM` and `RNNSeq2Seq`, stated
+        in full in `keras_attn.models`.
 
         Args:
             inputs: the source `encoder_token_ids (B, S)`, or a dict with
-                `"encoder_token_ids"`, and optionally
-                `"encoder_padding_mask"` (True on real source tokens),
+                `"encoder_token_ids"` and optionally `"encoder_padding_mask"`,
                 `"token_ids"` (a decoder prompt) and `"padding_mask"` (True
-                on its real tokens). The model's `padding_token` also masks
-                the source.
-            max_length: int, the length of the returned sequences (start
-                token and prompt included), at most `max_sequence_length`.
+                on real tokens; prompts right-padded).
+            max_length: int, the length of the returned sequences, start
+                token and prompt included (at most `max_sequence_length`).
             method: `"greedy"`, `"beam"` or `"sample"`.
             start_token: int put before every decoder prompt; required
-                without a decoder prompt.
+                without one.
             end_token: optional int; a sequence stops after it.
             pad_token: int written after `end_token`. Defaults to `0`.
-            use_cache: bool, decode one token per step against key/value
-                caches (fast) or re-run the decoder on the whole prefix.
+            use_cache: bool, one token per step against key/value caches,
+                or the decoder re-run on the whole prefix.
             return_attention_scores: bool, also return `(B, max_length, S)`
                 scores: row `i` is the last decoder block's cross-attention
-                (averaged over heads) when producing token `i`; zeros on
-                prompt rows.
-            **options: arguments of the decoding loop: `beam_width`,
-                `length_penalty` (beam); `temperature`, `top_k`, `top_p`,
-                `seed` (sample).
+                (head average) producing token `i`; zeros on prompt rows.
+            **options: `beam_width`, `length_penalty` (beam);
+                `temperature`, `top_k`, `top_p`, `seed` (sample).
 
         Returns:
             `(B, max_length)` int32 tokens, or `(tokens, scores)`.
@@ -448,7 +454,8 @@ class Transformer(keras.Model):
                 memory_mask = ops.ones(tuple(source.shape), "bool")
 
             def make_step(tokens, start_index, with_scores):
-                return self._generation_step(
+                return encoder_decoder_step(
+                    self,
                     tokens,
                     start_index,
                     memory,
@@ -471,79 +478,6 @@ class Transformer(keras.Model):
                 options,
                 max_sequence_length=self.max_sequence_length,
             )
-
-    def _generation_step(
-        self, tokens, start_index, memory, memory_mask, use_cache, with_scores
-    ):
-        """`(next_fn, cache)` for the decoding loops (`generate`)."""
-        batch_size, max_length = tokens.shape
-        source_length = memory.shape[1]
-        cache = {"memory": memory, "memory_mask": memory_mask}
-        if with_scores:
-            cache["scores"] = empty_scores(
-                batch_size, max_length, source_length
-            )
-        if not use_cache:
-
-            def next_fn(tokens, cache, index):
-                outputs = self._decode(
-                    tokens,
-                    cache["memory"],
-                    cache["memory_mask"],
-                    with_scores=with_scores,
-                )  # (B, L, V), causal
-                if with_scores:
-                    logits, scores = outputs
-                    # (B, N, L, S) -> (B, S): query index - 1.
-                    row = ops.mean(ops.take(scores, index - 1, axis=2), 1)
-                    cache = write_scores(cache, index, row)
-                else:
-                    logits = outputs
-                return ops.take(logits, index - 1, axis=1), cache
-
-            return next_fn, cache
-
-        head_dim = self.hidden_dim // self.num_heads
-
-        def zeros(n):
-            shape = (batch_size, 2, n, self.num_heads, head_dim)
-            return tuple(
-                ops.zeros(shape, self.compute_dtype)
-                for _ in self.decoder_blocks
-            )
-
-        # Prefill: the common prompt's self-attention keys and values, and
-        # the cross-attention keys and values, computed once.
-        _, cache["self"], cache["cross"] = self.call_with_cache(
-            tokens[:, :start_index],
-            memory,
-            memory_mask,
-            zeros(max_length),
-            zeros(source_length),
-            0,
-            cross_cache_update_index=0,
-        )
-
-        def next_fn(tokens, cache, index):
-            # (B, 1): the token at index - 1.
-            previous = ops.expand_dims(ops.take(tokens, index - 1, 1), 1)
-            outputs = self.call_with_cache(
-                previous,
-                cache["memory"],
-                cache["memory_mask"],
-                cache["self"],
-                cache["cross"],
-                index - 1,
-                return_attention_scores=with_scores,
-            )
-            cache = dict(cache, self=outputs[1], cross=outputs[2])
-            if with_scores:
-                # (B, N, 1, S) -> (B, S)
-                row = ops.mean(outputs[3][:, :, 0, :], axis=1)
-                cache = write_scores(cache, index, row)
-            return outputs[0][:, 0, :], cache
-
-        return next_fn, cache
 
     def get_config(self):
         config = super().get_config()

@@ -10,7 +10,7 @@ from keras_attn.models._decoding import check_model_sizes
 from keras_attn.models._decoding import empty_scores
 from keras_attn.models._decoding import generate
 from keras_attn.models._decoding import parse_lm_inputs
-from keras_attn.models._decoding import write_scores
+from keras_attn.models._decoding import transformer_next_fn
 
 POSITIONS = ("learned", "rotary", "alibi", "relative")
 
@@ -63,17 +63,29 @@ class TransformerLM(keras.Model):
 
     Example:
 
-    >>> import numpy as np
-    >>> from keras_attn.models import TransformerLM
-    >>> model = TransformerLM(
-    ...     vocabulary_size=50, max_sequence_length=16, hidden_dim=32,
-    ...     position="rotary", num_key_value_heads=2,
-    ... )
-    >>> tuple(model(np.ones((2, 8), "int32")).shape)
-    (2, 8, 50)
-    >>> prompt = np.array([[1, 2, 3], [4, 5, 6]])
-    >>> tuple(model.generate(prompt, max_length=10).shape)
-    (2, 10)
+    ```python
+    import numpy as np
+    from keras_attn.models import TransformerLM
+
+    model = TransformerLM(
+        vocabulary_size=50,
+        max_sequence_length=16,
+        hidden_dim=32,
+        position="rotary",
+        num_key_value_heads=2,
+    )
+    logits = model(np.ones((2, 8), "int32"))  # (2, 8, 50)
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    tokens = model.generate(prompt, max_length=10)  # (2, 10)
+    # Prompts of different lengths: right-padded, with a padding mask.
+    ragged = {
+        "token_ids": np.array([[1, 2, 3], [4, 5, 0]]),
+        "padding_mask": np.array([[True, True, True], [True, True, False]]),
+    }
+    tokens, scores = model.generate(
+        ragged, max_length=10, return_attention_scores=True
+    )  # (2, 10) and (2, 10, 10)
+    ```
 
     References:
         - Radford et al., "Language Models are Unsupervised Multitask
@@ -388,33 +400,21 @@ class TransformerLM(keras.Model):
                 0,
             )
 
-            def next_fn(tokens, cache, index):
-                # (B, 1): the token at index - 1.
-                previous = ops.expand_dims(ops.take(tokens, index - 1, 1), 1)
-                outputs = self.call_with_cache(
-                    previous, cache["kv"], index - 1, with_scores
-                )
-                logits, kv = outputs[:2]
-                cache = dict(cache, kv=kv)
-                if with_scores:
-                    scores = outputs[2]
-                    # (B, N, 1, L) -> (B, L)
-                    row = ops.mean(scores[:, :, 0, :], axis=1)
-                    cache = write_scores(cache, index, row)
-                return logits[:, 0, :], cache
+        def full_pass(tokens):
+            if with_scores:
+                return self._forward(tokens, with_scores=True)
+            return self._forward(tokens), None
 
-        else:
+        def cached_step(token, cache, position):
+            outputs = self.call_with_cache(
+                token, cache["kv"], position, with_scores
+            )
+            scores = outputs[2] if with_scores else None
+            return outputs[0], dict(cache, kv=outputs[1]), scores
 
-            def next_fn(tokens, cache, index):
-                outputs = self._forward(tokens, with_scores)
-                logits = outputs[0] if with_scores else outputs
-                if with_scores:
-                    scores = outputs[1]
-                    # (B, N, L, L) -> (B, L): query index - 1.
-                    row = ops.mean(ops.take(scores, index - 1, axis=2), 1)
-                    cache = write_scores(cache, index, row)
-                return ops.take(logits, index - 1, axis=1), cache
-
+        next_fn = transformer_next_fn(
+            full_pass, cached_step, use_cache, with_scores
+        )
         return next_fn, cache
 
     def get_config(self):
