@@ -2,6 +2,10 @@
 
 import keras
 
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_number
+from keras_attn._validation import check_rate
 from keras_attn.layers.attention.multi_head_attention import MultiHeadAttention
 from keras_attn.layers.embeddings.alibi_bias import AlibiBias
 from keras_attn.layers.embeddings.relative_position_bias import (
@@ -10,9 +14,6 @@ from keras_attn.layers.embeddings.relative_position_bias import (
 from keras_attn.layers.embeddings.rotary_embedding import RotaryEmbedding
 from keras_attn.layers.transformer._utils import NORMS
 from keras_attn.layers.transformer._utils import POSITIONS
-from keras_attn.layers.transformer._utils import check_choice
-from keras_attn.layers.transformer._utils import check_dropout
-from keras_attn.layers.transformer._utils import check_positive_int
 from keras_attn.layers.transformer._utils import clone_initializer
 from keras_attn.layers.transformer._utils import make_norm
 from keras_attn.layers.transformer.feed_forward import FeedForward
@@ -54,18 +55,11 @@ class TransformerBlock(keras.layers.Layer):
                 f"num_key_value_heads={num_key_value_heads}"
             )
         check_positive_int("sliding_window", sliding_window, allow_none=True)
-        check_dropout("dropout", dropout)
-        check_dropout("attention_dropout", attention_dropout, allow_none=True)
+        check_rate("dropout", dropout)
+        check_rate("attention_dropout", attention_dropout, allow_none=True)
         check_choice("norm", norm, NORMS)
         check_choice("position", position, POSITIONS)
-        if isinstance(layer_norm_epsilon, bool) or not (
-            isinstance(layer_norm_epsilon, (int, float))
-            and layer_norm_epsilon > 0
-        ):
-            raise ValueError(
-                "`layer_norm_epsilon` must be a positive number. Received: "
-                f"layer_norm_epsilon={layer_norm_epsilon!r}"
-            )
+        check_positive_number("layer_norm_epsilon", layer_norm_epsilon)
         super().__init__(**kwargs)
         self.intermediate_dim = intermediate_dim
         self.num_heads = num_heads

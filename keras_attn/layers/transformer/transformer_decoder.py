@@ -90,6 +90,10 @@ class TransformerDecoder(TransformerBlock):
             `(B, N, T, S)`: of the cross-attention when the block has one,
             else of the self-attention (`S` = the cache length with a
             cache). Defaults to `False`.
+        mask, decoder_sequence_mask, encoder_sequence_mask: the Keras masks
+            of the sequences, filled in by Keras (`mask` when
+            `decoder_sequence` is the only tensor argument); they stand in
+            for missing padding masks. Not to be passed by hand.
 
     Returns:
         The output `(B, T, D)`; with `return_attention_scores`, `(output,
@@ -289,6 +293,9 @@ class TransformerDecoder(TransformerBlock):
         use_causal_mask=True,
         training=None,
         return_attention_scores=False,
+        mask=None,
+        decoder_sequence_mask=None,
+        encoder_sequence_mask=None,
     ):
         self._check_call(
             decoder_sequence,
@@ -305,7 +312,11 @@ class TransformerDecoder(TransformerBlock):
         # (B, 1 | T, S) boolean or None; the causal mask is added by the
         # attention layer (aligned to the cache index with a cache).
         self_mask = merge_masks(
-            decoder_sequence, decoder_padding_mask, decoder_attention_mask
+            decoder_padding_mask,
+            decoder_attention_mask,
+            decoder_sequence_mask
+            if decoder_sequence_mask is not None
+            else mask,
         )
         query_length = _length(decoder_sequence, 1)
         key_length = (
@@ -343,7 +354,9 @@ class TransformerDecoder(TransformerBlock):
         # Cross-attention block.
         if self._cross_attention_layer is not None:
             cross_mask = merge_masks(
-                encoder_sequence, encoder_padding_mask, encoder_attention_mask
+                encoder_padding_mask,
+                encoder_attention_mask,
+                encoder_sequence_mask,
             )
             residual = x
             if self.normalize_first:
@@ -409,6 +422,9 @@ class TransformerDecoder(TransformerBlock):
         use_causal_mask=True,
         training=None,
         return_attention_scores=False,
+        mask=None,
+        decoder_sequence_mask=None,
+        encoder_sequence_mask=None,
     ):
         outputs = (
             keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype),

@@ -12,6 +12,7 @@ import pytest
 import torch
 from keras import ops
 
+from keras_attn.layers import TokenAndPositionEmbedding
 from keras_attn.layers import TransformerDecoder
 from tests.conformance import BadInput
 from tests.conformance import check_unknown_length
@@ -221,6 +222,40 @@ def test_cached_decoding_matches_keras_hub(rng, cross):
     np.testing.assert_allclose(
         caches["ours"][0], _np(hub(x, memory)), atol=1e-4
     )
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_cached_decoding_with_keras_mask(rng, num_layers):
+    # Defect 8: a Keras mask from TokenAndPositionEmbedding(mask_zero=True)
+    # broke cached decoding (the inner attention got a (B, 1) value mask).
+    # Stepping one token at a time through the caches equals the full causal
+    # pass, on the real (right-padded) tokens; with two blocks, a model.
+    embedding = TokenAndPositionEmbedding(20, 8, 8, mask_zero=True)
+    blocks = [TransformerDecoder(16, 2) for _ in range(num_layers)]
+    ids = rng.integers(1, 20, (2, 8)).astype("int32")
+    ids[1, 5:] = 0  # padding at the end of row 1
+
+    def full(ids):
+        x = embedding(ids)
+        for block in blocks:
+            x = block(x)
+        return _np(x)
+
+    expected = full(ids)
+    caches = [np.zeros((2, 2, 8, 2, 4), "float32") for _ in blocks]
+    steps = []
+    for i in range(8):
+        x = embedding(ids[:, i : i + 1], start_index=i)
+        for k, block in enumerate(blocks):
+            x, caches[k] = block(
+                x,
+                self_attention_cache=caches[k],
+                self_attention_cache_update_index=i,
+            )
+        steps.append(_np(x))
+    steps = np.concatenate(steps, axis=1)
+    real = ids != 0
+    np.testing.assert_allclose(steps[real], expected[real], atol=1e-4)
 
 
 def _torch_attention(p, prefix, num_heads):
