@@ -57,6 +57,25 @@ def check_model_sizes(
         )
 
 
+def store_sizes(
+    model,
+    vocabulary_size,
+    max_sequence_length,
+    num_layers,
+    num_heads,
+    hidden_dim,
+    intermediate_dim,
+):
+    """Sets the size attributes shared by `Transformer` and
+    `TransformerLM` (checked by `check_model_sizes` beforehand)."""
+    model.vocabulary_size = vocabulary_size
+    model.max_sequence_length = max_sequence_length
+    model.num_layers = num_layers
+    model.num_heads = num_heads
+    model.hidden_dim = hidden_dim
+    model.intermediate_dim = intermediate_dim or 4 * hidden_dim
+
+
 def _ids(name, value):
     value = ops.convert_to_tensor(value)
     check_integer_dtype(name, value)

@@ -11,6 +11,7 @@ from keras_attn.models._decoding import check_model_sizes
 from keras_attn.models._decoding import encoder_decoder_step
 from keras_attn.models._decoding import generate
 from keras_attn.models._decoding import parse_seq2seq_inputs
+from keras_attn.models._decoding import store_sizes
 
 _KEYS = ("encoder_token_ids", "token_ids")
 _MASK_KEYS = ("encoder_padding_mask", "padding_mask")
@@ -113,12 +114,15 @@ class Transformer(keras.Model):
             intermediate_dim,
         )
         super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.max_sequence_length = max_sequence_length
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        store_sizes(
+            self,
+            vocabulary_size,
+            max_sequence_length,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            intermediate_dim,
+        )
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_attn._compat import inference_mode
+from keras_attn._validation import check_choice
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -10,6 +11,7 @@ from keras_attn.models._decoding import check_model_sizes
 from keras_attn.models._decoding import empty_scores
 from keras_attn.models._decoding import generate
 from keras_attn.models._decoding import parse_lm_inputs
+from keras_attn.models._decoding import store_sizes
 from keras_attn.models._decoding import transformer_next_fn
 
 POSITIONS = ("learned", "rotary", "alibi", "relative")
@@ -116,18 +118,17 @@ class TransformerLM(keras.Model):
             hidden_dim,
             intermediate_dim,
         )
-        if position not in POSITIONS:
-            raise ValueError(
-                f"`position` must be one of {POSITIONS}. Received: "
-                f"position={position!r}"
-            )
+        check_choice("position", position, POSITIONS)
         super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.max_sequence_length = max_sequence_length
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        store_sizes(
+            self,
+            vocabulary_size,
+            max_sequence_length,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            intermediate_dim,
+        )
         self.num_key_value_heads = num_key_value_heads
         self.position = position
         self.dropout = dropout

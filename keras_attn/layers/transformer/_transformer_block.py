@@ -169,6 +169,20 @@ class TransformerBlock(keras.layers.Layer):
         x = x + residual
         return x if self.normalize_first else norm(x)
 
+    def _feedforward_block(self, x, training):
+        """The feed-forward sublayer with its residual and normalization."""
+        residual = x
+        if self.normalize_first:
+            x = self._feedforward_layer_norm(x)
+        x = self._feedforward_layer(x, training=training)
+        return self._residual(
+            x,
+            residual,
+            self._feedforward_layer_norm,
+            self._feedforward_dropout,
+            training,
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update(

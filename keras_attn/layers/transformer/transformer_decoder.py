@@ -383,18 +383,7 @@ class TransformerDecoder(TransformerBlock):
                 training,
             )
 
-        # Feed-forward block.
-        residual = x
-        if self.normalize_first:
-            x = self._feedforward_layer_norm(x)
-        x = self._feedforward_layer(x, training=training)
-        x = self._residual(
-            x,
-            residual,
-            self._feedforward_layer_norm,
-            self._feedforward_dropout,
-            training,
-        )
+        x = self._feedforward_block(x, training)
         outputs = (x, scores) if return_attention_scores else (x,)
         if has_cache:
             outputs += (self_attention_cache,)
@@ -408,24 +397,11 @@ class TransformerDecoder(TransformerBlock):
         return tuple(decoder_sequence_shape)
 
     def compute_output_spec(
-        self,
-        decoder_sequence,
-        encoder_sequence=None,
-        decoder_padding_mask=None,
-        decoder_attention_mask=None,
-        encoder_padding_mask=None,
-        encoder_attention_mask=None,
-        self_attention_cache=None,
-        self_attention_cache_update_index=None,
-        cross_attention_cache=None,
-        cross_attention_cache_update_index=None,
-        use_causal_mask=True,
-        training=None,
-        return_attention_scores=False,
-        mask=None,
-        decoder_sequence_mask=None,
-        encoder_sequence_mask=None,
+        self, decoder_sequence, encoder_sequence=None, **kwargs
     ):
+        self_attention_cache = kwargs.get("self_attention_cache")
+        cross_attention_cache = kwargs.get("cross_attention_cache")
+        return_attention_scores = kwargs.get("return_attention_scores")
         outputs = (
             keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype),
         )

@@ -166,18 +166,7 @@ class TransformerEncoder(TransformerBlock):
             training,
         )
 
-        # Feed-forward block.
-        residual = x
-        if self.normalize_first:
-            x = self._feedforward_layer_norm(x)
-        x = self._feedforward_layer(x, training=training)
-        x = self._residual(
-            x,
-            residual,
-            self._feedforward_layer_norm,
-            self._feedforward_dropout,
-            training,
-        )
+        x = self._feedforward_block(x, training)
         if return_attention_scores:
             return x, scores
         return x
