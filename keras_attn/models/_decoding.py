@@ -357,7 +357,7 @@ def encoder_decoder_step(
         )
 
     def full_pass(tokens):
-        outputs = model._decode(
+        outputs = model.decode(
             tokens, memory, memory_mask, with_scores=with_scores
         )
         return outputs if with_scores else (outputs, None)
