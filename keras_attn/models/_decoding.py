@@ -284,8 +284,10 @@ def transformer_next_fn(full_pass, cached_step, use_cache, with_scores):
     """The step function of a transformer decoder, cached or not.
 
     Args:
-        full_pass: `tokens (B, L) -> (logits (B, L, V), scores)`, a causal
-            pass over the whole buffer; scores `(B, N, L, S)` or None.
+        full_pass: `(tokens (B, L), cache) -> (logits (B, L, V), scores)`,
+            a causal pass over the whole buffer (the cache holds the rows'
+            context, reordered by beam search); scores `(B, N, L, S)` or
+            None.
         cached_step: `(token (B, 1), cache, position) -> (logits (B, 1, V),
             cache, scores)`, one token against the caches; scores `(B, N,
             1, S)` or None.
@@ -304,7 +306,7 @@ def transformer_next_fn(full_pass, cached_step, use_cache, with_scores):
             logits, cache, scores = cached_step(previous, cache, index - 1)
             query = 0
         else:
-            logits, scores = full_pass(tokens)
+            logits, scores = full_pass(tokens, cache)
             query = index - 1
         if with_scores:
             # (B, N, T, S) -> (B, S): the query, averaged over heads.
@@ -356,9 +358,12 @@ def encoder_decoder_step(
             cross_cache_update_index=0,
         )
 
-    def full_pass(tokens):
+    def full_pass(tokens, cache):
         outputs = model.decode(
-            tokens, memory, memory_mask, with_scores=with_scores
+            tokens,
+            cache["memory"],
+            cache["memory_mask"],
+            with_scores=with_scores,
         )
         return outputs if with_scores else (outputs, None)
 

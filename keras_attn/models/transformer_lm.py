@@ -401,7 +401,7 @@ class TransformerLM(keras.Model):
                 0,
             )
 
-        def full_pass(tokens):
+        def full_pass(tokens, cache):
             if with_scores:
                 return self._forward(tokens, with_scores=True)
             return self._forward(tokens), None
