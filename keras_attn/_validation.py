@@ -31,7 +31,9 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
-def check_non_negative_int(name, value):
+def check_non_negative_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Integral)
