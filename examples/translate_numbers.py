@@ -12,8 +12,8 @@ The task is more than a word-for-word lookup: "and" disappears, "one
 hundred" is "cent", French writes "deux cents" but "deux cent un" and
 "deux cent mille", "quatre-vingts" but "quatre-vingt mille", "vingt et un".
 The baseline shows how far a word-for-word glossary gets: each English word
-is replaced by the French word it co-occurs with most (Dice coefficient over
-the training pairs), words without a clear partner dropped.
+is replaced by the French word it is linked to over the training pairs
+(Dice coefficient, competitive linking), words without a partner dropped.
 
 Model: `keras_attn.models.Transformer` (2 encoder and 2 decoder blocks, 4
 heads, width 64), words as tokens with one `keras_attn.layers.Tokenizer`
@@ -125,25 +125,41 @@ def make_splits(seed, num_train, num_test):
 
 
 def glossary_baseline(source_texts, target_texts, threshold=0.3):
-    """Word-for-word glossary: each English word -> the French word with the
-    highest Dice coefficient over the training pairs (dropped below
-    `threshold`)."""
+    """A word-for-word glossary learned from the training pairs.
+
+    Scores every (English word, French word) pair by its Dice coefficient
+    over the training pairs, then links pairs best first, each word of
+    either language at most once (competitive linking, Melamed 2000), so
+    that "and" cannot also claim the "cent" of "hundred". A text is
+    translated word by word; words without a link are dropped. Commas are
+    ignored.
+    """
     source_count, target_count = collections.Counter(), collections.Counter()
     pair_count = collections.Counter()
     for source, target in zip(source_texts, target_texts):
-        source_words, target_words = set(source.split()), set(target.split())
+        source_words = {w.strip(",") for w in source.split()}
+        target_words = set(target.split())
         source_count.update(source_words)
         target_count.update(target_words)
         pair_count.update((s, t) for s in source_words for t in target_words)
-    glossary = {}
-    for (s, t), both in pair_count.items():
-        dice = 2 * both / (source_count[s] + target_count[t])
-        if dice >= threshold and dice > glossary.get(s, ("", 0.0))[1]:
-            glossary[s] = (t, dice)
+    scored = sorted(
+        (
+            (2 * both / (source_count[s] + target_count[t]), s, t)
+            for (s, t), both in pair_count.items()
+        ),
+        reverse=True,
+    )
+    glossary, linked = {}, set()
+    for dice, s, t in scored:
+        if dice < threshold:
+            break
+        if s not in glossary and t not in linked:
+            glossary[s] = t
+            linked.add(t)
 
     def translate(text):
-        words = [glossary[w][0] for w in text.split() if w in glossary]
-        return " ".join(words)
+        words = (w.strip(",") for w in text.split())
+        return " ".join(glossary[w] for w in words if w in glossary)
 
     return translate
 

@@ -52,6 +52,20 @@ def test_glossary_baseline_on_hand_made_pairs():
     assert translate("three one four") == "trois un"
 
 
+def test_glossary_links_each_word_once():
+    module = _load()
+    translate = module.glossary_baseline(
+        ["two hundred and", "hundred and", "hundred"],
+        ["deux cent", "cent", "cent"],
+        threshold=0.3,
+    )
+    # Dice(hundred, cent) = 2*3/(3+3) = 1 and Dice(two, deux) = 1 link
+    # first; "and" (Dice 0.8 with "cent", 0.67 with "deux") finds both
+    # taken and stays unlinked, so it is dropped, not made a second "cent".
+    assert translate("hundred and") == "cent"
+    assert translate("two hundred") == "deux cent"
+
+
 @pytest.mark.large
 def test_quick_run_learns_and_predict_matches(tmp_path):
     output = run_example("translate_numbers", "--quick", "--out", tmp_path)
