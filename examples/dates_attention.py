@@ -152,8 +152,8 @@ def build_attention_model(source_tokenizer, target_tokenizer, attention):
     target = keras.Input((None,), dtype="int32", name="token_ids")
     logits = seq2seq(
         {
-            "encoder_tokens": source_tokenizer(source),
-            "decoder_tokens": target_tokenizer(target),
+            "encoder_token_ids": source_tokenizer(source),
+            "token_ids": target_tokenizer(target),
         }
     )
     model = keras.Model(
@@ -204,12 +204,14 @@ def encode_pairs(source_tokenizer, target_tokenizer, texts, isos):
 
 
 def generate(seq2seq, source, target_tokenizer):
-    """Greedy decoding: tokens `(B, L)` and alignments `(B, L, S)`."""
+    """Greedy decoding: tokens `(B, L)` (the start token first) and the
+    alignments `(B, L, S)` (row i: the attention when producing token i)."""
     tokens, alignments = seq2seq.generate(
         source,
-        max_length=TARGET_LENGTH - 1,
+        max_length=TARGET_LENGTH,
         start_token=target_tokenizer.start_id,
         end_token=target_tokenizer.end_id,
+        return_attention_scores=True,
     )
     return (
         np.asarray(keras.ops.convert_to_numpy(tokens)),
@@ -313,12 +315,12 @@ def alignment_figure(seq2seq, tokenizers, texts, path):
         gridspec_kw={"width_ratios": widths},
     )
     for ax, text, row_tokens, matrix in zip(axes, texts, tokens, alignments):
-        ids = list(row_tokens)
+        # Row i of the alignments produced token i; row 0 is the start
+        # token's (zeros): drop it, and stop before the end token.
+        ids, matrix = list(row_tokens)[1:], matrix[1:]
         length = ids.index(target_tokenizer.end_id) if (
             target_tokenizer.end_id in ids
         ) else len(ids)
-        # Row i of the alignments produced token i (the start token is
-        # not in `tokens` here).
         ax.imshow(matrix[:length, : len(text)], cmap="viridis", vmin=0.0)
         ax.set_xticks(range(len(text)), list(text), fontsize=8)
         ax.set_yticks(

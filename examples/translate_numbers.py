@@ -54,7 +54,9 @@ from keras_attn import plot
 
 MODEL_FILE = "translate_numbers.keras"
 SOURCE_LENGTH = 12  # English: at most 9 words for 0..999,999.
-TARGET_LENGTH = 14  # start + at most 11 French words + end, with room.
+# Decoder sequences: start + at most 11 French words + end, with room; the
+# total length `generate` returns (start token included).
+TARGET_LENGTH = 14
 # Inputs the run translates at the end, and `--predict` again after loading.
 SAMPLES = (
     "forty-two",
@@ -186,7 +188,7 @@ def build_model(tokenizer, quick):
     logits = transformer(
         {
             "encoder_token_ids": tokenizer(source),
-            "decoder_token_ids": tokenizer(target),
+            "token_ids": tokenizer(target),
         }
     )
     model = keras.Model(
@@ -214,7 +216,7 @@ def translate(transformer, tokenizer, texts, method="greedy", **options):
     source = tokenizer.encode(texts, sequence_length=SOURCE_LENGTH)
     tokens = transformer.generate(
         source,
-        max_length=TARGET_LENGTH - 1,
+        max_length=TARGET_LENGTH,
         start_token=tokenizer.start_id,
         end_token=tokenizer.end_id,
         method=method,
@@ -241,7 +243,7 @@ def cross_attention_figure(transformer, tokenizer, text, path):
     source = tokenizer.encode([text], sequence_length=SOURCE_LENGTH)
     tokens, scores = transformer.generate(
         source,
-        max_length=TARGET_LENGTH - 1,
+        max_length=TARGET_LENGTH,
         start_token=tokenizer.start_id,
         end_token=tokenizer.end_id,
         return_attention_scores=True,
@@ -256,7 +258,9 @@ def cross_attention_figure(transformer, tokenizer, text, path):
         for i, t in enumerate(tokens)
         if t not in (tokenizer.pad_id, tokenizer.start_id)
     ]
-    rows = rows[: [tokens[i] for i in rows].index(tokenizer.end_id) + 1]
+    produced = [tokens[i] for i in rows]
+    if tokenizer.end_id in produced:
+        rows = rows[: produced.index(tokenizer.end_id) + 1]
     figure = plot.plot_attention(
         scores[rows][:, : len(source_words)],
         source_words,
