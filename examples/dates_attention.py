@@ -26,13 +26,37 @@ saved model, so the `.keras` file carries both vocabularies; `--predict`
 loads it in a fresh process and converts new strings.
 
 Results of the full run (`python examples/dates_attention.py`, seed 0,
-KERAS_BACKEND=jax, 2-core CPU shared with other jobs):
+19,000 training dates, 8 epochs each; KERAS_BACKEND=jax, 2-core CPU shared
+with other jobs, load average about 25, so times are wall-clock under that
+load), on 2,000 held-out dates:
 
-| model                        | held-out exact | train time |
-|------------------------------|----------------|------------|
-| RNN without attention        | (pending)      | (pending)  |
-| RNNSeq2Seq, Bahdanau         | (pending)      | (pending)  |
-| RNNSeq2Seq, Luong            | (pending)      | (pending)  |
+| model                        | held-out exact | parameters | train time |
+|------------------------------|----------------|------------|------------|
+| RNN without attention        | 0.8085         | 44,879     | 369 s      |
+| RNNSeq2Seq, Bahdanau         | 0.9975         | 77,711     | 824 s      |
+| RNNSeq2Seq, Luong            | 0.9995         | 73,551     | 379 s      |
+
+Exact match against input length (characters):
+
+| length | dates | no attention | Bahdanau | Luong  |
+|--------|-------|--------------|----------|--------|
+| 0-9    | 149   | 0.3758       | 0.9664   | 0.9933 |
+| 10-14  | 933   | 0.8532       | 1.0000   | 1.0000 |
+| 15-19  | 335   | 0.8627       | 1.0000   | 1.0000 |
+| 20-24  | 349   | 0.8252       | 1.0000   | 1.0000 |
+| 25-29  | 167   | 0.7844       | 1.0000   | 1.0000 |
+| 30-40  | 67    | 0.8507       | 1.0000   | 1.0000 |
+
+Both attention models pass the 99% target. Without attention the model
+loses 15 to 20 points at every length, and most on the shortest strings,
+the all-digit formats ("1/12/90", "25.11.26") where every character counts
+and the order of day and month depends on the separator and the year's
+width ("11/12/26" against "11/12/2026"): the encoder's
+final state has to hold all of it, while attention reads each digit when
+it writes it. Accuracy does not fall with length here because a long date
+("quarta-feira, 7 de janeiro de 1998") holds no more to remember than a
+short one. (Measured before the models' `generate` contract was merged;
+the models and training are the same.)
 
 Run:
 
