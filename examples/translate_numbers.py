@@ -21,13 +21,20 @@ shared by both languages. The tokenizer sits at the input of the saved
 functional model, so the `.keras` file carries the vocabulary:
 `--predict` loads it in a fresh process and translates new inputs.
 
-Results of the full run (`python examples/translate_numbers.py`, seed 0,
-KERAS_BACKEND=jax, 2-core CPU shared with other jobs):
+Results of the full run (`python examples/translate_numbers.py`, seed 0:
+22,800 training pairs, 6 epochs; 942 distinct held-out test numbers, beam
+search on the first 500 of them), KERAS_BACKEND=jax, 2-core CPU shared with
+other jobs (load average about 28: times are wall-clock under that load):
 
 | model                   | greedy exact | beam (4) exact | train time |
 |-------------------------|--------------|----------------|------------|
-| word-for-word glossary  | (pending)    | -              | -          |
-| Transformer             | (pending)    | (pending)      | (pending)  |
+| word-for-word glossary  | 0.7176       | -              | -          |
+| Transformer (195,840 p) | 0.9979       | 0.9980         | 774 s      |
+
+By number of digits (greedy): 1.0 up to 5 digits, 0.994 for 6 digits; the
+two misses of 942 are six-digit numbers ("nine hundred thousand and
+twenty-seven" -> "neuf cent mille soixante-dix-huit"). Greedy decoding of
+the 942 numbers took 103 s, beam search on 500 took 33 s.
 
 Run:
 
