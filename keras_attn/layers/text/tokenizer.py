@@ -59,7 +59,9 @@ class Tokenizer(keras.layers.Layer):
     Example:
 
     ```python
-    import numpy as np
+    import os
+    import tempfile
+
     import keras
     from keras_attn import layers
 
@@ -78,9 +80,10 @@ class Tokenizer(keras.layers.Layer):
         embedding_dim=16,
     )(tokenizer(inputs))
     model = keras.Model(inputs, keras.layers.Dense(2)(x))
-    model.save("model.keras")
+    path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    model.save(path)
 
-    restored = keras.saving.load_model("model.keras")
+    restored = keras.saving.load_model(path)
     same = restored.get_layer("tokenizer")  # the vocabulary came along
     outputs = restored(same.encode(["one two"], sequence_length=8))
     ```
