@@ -95,6 +95,29 @@ def check_pair(name, value):
     return tuple(int(v) for v in pair)
 
 
+def check_texts(name, value):
+    """A string or a sequence of strings, as a list of strings.
+
+    A single string is a batch of one. NumPy arrays of strings are accepted.
+    """
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, dict, set)) or not hasattr(value, "__len__"):
+        raise TypeError(
+            f"`{name}` must be a string or a sequence of strings. Received: "
+            f"{name}={value!r}"
+        )
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(
+                f"`{name}` must be a string or a sequence of strings; found "
+                f"an item of type {type(item).__name__}. Received: "
+                f"{name}={value!r}"
+            )
+    return items
+
+
 def static_shape(x):
     """`x.shape` with every dimension unknown at trace time as None.
 
