@@ -353,7 +353,7 @@ def plot(results, directory):
 
 FULL = dict(
     lengths=[16, 32, 64, 128, 256, 512], dim=64, layers=2, heads=4,
-    batch_size=32, steps=300, learning_rate=2e-3, eval_count=256,
+    batch_size=32, steps=240, learning_rate=2e-3, eval_count=256,
     gradient_batch=32, repeats=3,
 )  # fmt: skip
 QUICK = dict(
