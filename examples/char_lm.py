@@ -220,7 +220,7 @@ def plot_curves(results, steps_per_epoch, directory):
     )  # fmt: skip
     ax.set_xlabel("training step")
     ax.set_ylabel("validation bits per character")
-    ax.set_ylim(0, max(6.0, results["bigram_bpc"] + 0.5))
+    ax.set_ylim(0, 7.0)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

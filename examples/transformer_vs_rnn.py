@@ -290,12 +290,17 @@ def plot(results, directory):
     directory.mkdir(parents=True, exist_ok=True)
     lengths = np.array(results["lengths"])
     styles = {"transformer": "o-", "lstm": "s-"}
+    colors = {"transformer": "tab:blue", "lstm": "tab:orange"}
     labels = {"transformer": "transformer", "lstm": "LSTM"}
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for name, style in styles.items():
         ax.plot(
-            lengths - 1, results[name]["accuracy"], style, label=labels[name]
+            lengths - 1,
+            results[name]["accuracy"],
+            style,
+            color=colors[name],
+            label=labels[name],
         )
     ax.axhline(1 / NUM_VALUES, color="gray", ls=":", label="chance")
     ax.set_xscale("log", base=2)
@@ -315,22 +320,29 @@ def plot(results, directory):
             lengths,
             1e3 * np.array(m["step_seconds"]),
             style,
+            color=colors[name],
             label=f"{labels[name]}: one step on the sequence",
         )
         left.plot(
             lengths,
             1e3 * lengths * m["single_step_seconds"],
             style[0] + "--",
+            color=colors[name],
             alpha=0.6,
             label=f"{labels[name]}: T single-position steps",
         )
         right.plot(
-            lengths, m["gradient_init"], style, label=f"{labels[name]}, init"
+            lengths,
+            m["gradient_init"],
+            style,
+            color=colors[name],
+            label=f"{labels[name]}, init",
         )
         right.plot(
             lengths,
             m["gradient"],
             style[0] + "--",
+            color=colors[name],
             alpha=0.6,
             label=f"{labels[name]}, trained",
         )
