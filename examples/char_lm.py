@@ -231,9 +231,9 @@ def plot_curves(results, steps_per_epoch, directory):
 # -- main ---------------------------------------------------------------------
 
 FULL = dict(
-    files=None, length=128, dim=64, layers=2, heads=4, dropout=0.0,
-    batch_size=32, steps=1000, epochs=5, warmup=50, learning_rate=3e-3,
-    lstm_embedding=32, validation_windows=200, max_vocabulary_size=100,
+    files=None, length=128, dim=128, layers=2, heads=4, dropout=0.0,
+    batch_size=32, steps=1000, epochs=5, warmup=50, learning_rate=2e-3,
+    lstm_embedding=64, validation_windows=200, max_vocabulary_size=100,
 )  # fmt: skip
 QUICK = dict(
     files=12, length=32, dim=32, layers=1, heads=2, dropout=0.0,
@@ -255,6 +255,8 @@ def predict(args):
 
 def train(args):
     config = dict(QUICK if args.quick else FULL)
+    if args.steps:
+        config["steps"] = args.steps
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -375,6 +377,9 @@ def main():
     parser.add_argument("--figures", type=pathlib.Path, default=None)
     parser.add_argument("--predict", nargs="+", metavar="PROMPT")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps per model"
+    )
     args = parser.parse_args()
     if args.predict:
         predict(args)

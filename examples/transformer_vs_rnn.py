@@ -365,8 +365,8 @@ def plot(results, directory):
 
 FULL = dict(
     lengths=[16, 32, 64, 128, 256, 512], dim=64, layers=2, heads=4,
-    batch_size=32, steps=240, learning_rate=2e-3, eval_count=256,
-    gradient_batch=32, repeats=3,
+    batch_size=16, steps=120, learning_rate=3e-3, eval_count=128,
+    gradient_batch=8, repeats=3,
 )  # fmt: skip
 QUICK = dict(
     lengths=[16, 64], dim=16, layers=1, heads=2,
