@@ -130,8 +130,9 @@ class TransformerBlock(keras.layers.Layer):
             self.intermediate_dim,
             activation=self.activation,
             gated=self.gated,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
+            # Not cloned: FeedForward clones per Dense, as keras-hub does.
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
             name="feedforward",
         )
