@@ -77,21 +77,23 @@ def random_windows(stream, length, count, rng):
 
 
 def tiled_windows(stream, length, max_count=None):
-    """Non-overlapping windows covering the stream (validation)."""
-    count = (len(stream) - 1) // length
-    if max_count:
-        count = min(count, max_count)
-    x = stream[: count * length].reshape(count, length)
-    y = stream[1 : count * length + 1].reshape(count, length)
-    return x, y
+    """Non-overlapping validation windows, spread evenly over the stream."""
+    total = (len(stream) - 1) // length
+    count = min(total, max_count or total)
+    starts = np.linspace(0, total - 1, count).astype("int64") * length
+    index = starts[:, None] + np.arange(length + 1)  # (n, T + 1)
+    windows = stream[index]
+    return windows[:, :-1], windows[:, 1:]
 
 
-def bigram_bits_per_char(train, validation, vocabulary_size):
-    """Add-one smoothed bigram model: bits per character on `validation`."""
+def bigram_bits_per_char(train, inputs, targets, vocabulary_size):
+    """Add-one smoothed bigram model trained on the `train` stream: bits per
+    character of `targets` given the previous characters `inputs` (the same
+    characters the language models are scored on)."""
     counts = np.ones((vocabulary_size, vocabulary_size))
     np.add.at(counts, (train[:-1], train[1:]), 1)
     probs = counts / counts.sum(axis=1, keepdims=True)
-    return float(-np.mean(np.log2(probs[validation[:-1], validation[1:]])))
+    return float(-np.mean(np.log2(probs[inputs, targets])))
 
 
 # -- models -------------------------------------------------------------------
@@ -286,7 +288,7 @@ def train(args):
     x_val, y_val = tiled_windows(
         validation_ids, length, config["validation_windows"]
     )
-    bigram = bigram_bits_per_char(train_ids, validation_ids, vocabulary_size)
+    bigram = bigram_bits_per_char(train_ids, x_val, y_val, vocabulary_size)
 
     results = {"bigram_bpc": bigram}
     models = {"transformer": build_transformer(tokenizer, config)}
