@@ -32,7 +32,25 @@ against length.
     KERAS_BACKEND=jax python examples/transformer_vs_rnn.py
     KERAS_BACKEND=jax python examples/transformer_vs_rnn.py --quick
 
-Full run (RESULTS_PLACEHOLDER)
+Full run (2026-11-26): JAX backend, 2-core CPU shared with other jobs (load
+average about 28 during the run, so every timing is inflated and noisy),
+120 steps of 16 sequences per model (transformer 490 s, LSTM 161 s of
+training), about 12 minutes in all:
+
+- parameters: transformer 70,168, LSTM 69,960 (96 units);
+- recall accuracy, distances 15 to 511: transformer 0.25 to 0.43 (still
+  learning after 120 steps), LSTM 0.09 to 0.14 (chance is 0.125: it did
+  not learn the task at any length);
+- gradient norm reaching position 0 at initialization, length 16 -> 512:
+  transformer 4.7e-2 -> 3.1e-3, LSTM 1.0e-3 -> 6e-11 (length 128) ->
+  9e-19 (256) -> 0.0 (512, below float32);
+- training step time, length 16 -> 512: transformer 31 ms -> 6.7 s
+  (x218, the O(T^2) attention), LSTM 22 ms -> 0.88 s (x41);
+- speed-up over T single-position steps: transformer 4.5x at length 16
+  down to 0.7x at 512, LSTM 9 to 15x. On two oversubscribed CPU cores
+  there is no parallel hardware to use, so the transformer's parallelism
+  does not show; the LSTM's ratio is the per-call overhead its compiled
+  loop avoids. On a GPU the transformer's ratio is the one that grows.
 """
 
 import argparse
