@@ -179,7 +179,7 @@ def first_position_gradient(models, lengths, rng, batch_size):
 
 
 def train(models, config, rng):
-    """Both models, the same batches: lengths cycled, one step each."""
+    """Each model in turn: the lengths cycled, one batch of each per cycle."""
     lengths, steps = config["lengths"], config["steps"]
     for name, (_, _, model) in models.items():
         print(f"\n{name}: {model.count_params():,} parameters")
