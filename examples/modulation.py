@@ -206,27 +206,67 @@ def predict_frames(items, seed):
 
 @keras.saving.register_keras_serializable(package="modulation_example")
 class IQFeatures(keras.layers.Layer):
-    """(B, T, 2) I and Q -> (B, T, 4): I, Q, amplitude, phase step / pi.
+    """(B, T, 2) I and Q -> (B, T, 6) features for each sample.
 
-    The phase step is the angle of `x[t] * conj(x[t - 1])` (0 at t = 0): the
-    instantaneous frequency, which FM and GFSK carry their information in.
+    The channels: I, Q; the amplitude `|x[t]|`; the phase step, the angle
+    of `x[t] * conj(x[t - 1])` divided by pi (the instantaneous frequency,
+    which FM and GFSK carry their information in); and the real and
+    imaginary parts of `x[t] * conj(x[t - SPS])`, the product with the
+    sample one symbol earlier, whose phase is the symbol-to-symbol phase
+    change of PSK and QAM whatever the carrier phase. Positions before the
+    frame start count as zeros.
     """
 
     def call(self, x):
         i, q = x[..., 0], x[..., 1]  # (B, T) each
         amplitude = ops.sqrt(i * i + q * q + 1e-12)
-        i_prev = ops.pad(i, [[0, 0], [1, 0]])[:, :-1]  # (B, T): x[t - 1]
-        q_prev = ops.pad(q, [[0, 0], [1, 0]])[:, :-1]
-        real = i * i_prev + q * q_prev  # x[t] * conj(x[t - 1])
-        imag = q * i_prev - i * q_prev
+
+        def times_conj_lagged(lag):
+            # x[t] * conj(x[t - lag]) as (real, imag), each (B, T).
+            i_lag = ops.pad(i, [[0, 0], [lag, 0]])[:, :-lag]
+            q_lag = ops.pad(q, [[0, 0], [lag, 0]])[:, :-lag]
+            return i * i_lag + q * q_lag, q * i_lag - i * q_lag
+
+        real, imag = times_conj_lagged(1)
         step = ops.arctan2(imag, real + 1e-12) / np.pi
-        # (B, T, 2) + 2 x (B, T, 1) -> (B, T, 4)
-        return ops.concatenate(
-            [x, amplitude[..., None], step[..., None]], axis=-1
-        )
+        symbol_real, symbol_imag = times_conj_lagged(SPS)
+        features = [amplitude, step, symbol_real, symbol_imag]
+        # (B, T, 2) + 4 x (B, T, 1) -> (B, T, 6)
+        return ops.concatenate([x] + [f[..., None] for f in features], axis=-1)
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], 4)
+        return (*input_shape[:-1], 6)
+
+
+class RotatedFrames(keras.utils.PyDataset):
+    """Shuffled training batches, each frame at a fresh random carrier phase.
+
+    The carrier phase is random in the data anyway; drawing it again for
+    every batch shows the models each frame at many phases.
+    """
+
+    def __init__(self, x, y, batch_size, seed):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(y))
+
+    def __len__(self):
+        return int(np.ceil(len(self.y) / self.batch_size))
+
+    def __getitem__(self, index):
+        pick = self.order[
+            index * self.batch_size : (index + 1) * self.batch_size
+        ]
+        angle = self.rng.uniform(0, 2 * np.pi, (len(pick), 1))
+        cos, sin = np.cos(angle), np.sin(angle)
+        i, q = self.x[pick, :, 0], self.x[pick, :, 1]
+        # (i + jq) * (cos + j sin)
+        rotated = np.stack([i * cos - q * sin, i * sin + q * cos], axis=-1)
+        return rotated.astype("float32"), self.y[pick]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.y))
 
 
 def build_transformer(dim, layers, patch):
@@ -266,9 +306,9 @@ def cnn_width_for(params):
     """The CNN width whose parameter count is closest to `params`."""
 
     def count(w):
-        # Convolutions 4 -> w -> w -> 2w -> 2w (kernel 7), dense 2w -> 2w,
+        # Convolutions 6 -> w -> w -> 2w -> 2w (kernel 7), dense 2w -> 2w,
         # classifier 2w -> 8.
-        convs = (28 + 1) * w + (7 * w + 1) * w
+        convs = (42 + 1) * w + (7 * w + 1) * w
         convs += (7 * w + 1) * 2 * w + (14 * w + 1) * 2 * w
         return convs + (2 * w + 1) * 2 * w + (2 * w + 1) * len(CLASSES)
 
@@ -293,14 +333,8 @@ def train(model, data, args, seed):
         metrics=["accuracy"],
     )
     start = time.time()
-    history = model.fit(
-        x,
-        y,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        shuffle=True,
-        verbose=args.verbose,
-    )
+    batches = RotatedFrames(x, y, args.batch_size, seed)
+    history = model.fit(batches, epochs=args.epochs, verbose=args.verbose)
     return time.time() - start, history.history["loss"]
 
 

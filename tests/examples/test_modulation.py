@@ -14,6 +14,7 @@ def _tagged(output, tag):
     return json.loads(lines[-1][len(tag) :])
 
 
+@pytest.mark.large
 def test_quick_run_learns_and_predict_repeats_the_answers(tmp_path):
     result = _tagged(
         run_example("modulation", "--quick", "--out", tmp_path), "RESULT "
@@ -94,3 +95,31 @@ def test_channel_sets_the_noise_power_for_the_snr(snr):
     noise = np.mean(np.abs(inner - smooth) ** 2) / (1 - 1 / 33)
     measured = 10 * np.log10((1.0 - noise) / noise)
     assert abs(measured - snr) < 0.3
+
+
+def test_iq_features_match_complex_arithmetic():
+    # The feature layer against NumPy's complex numbers.
+    import keras
+
+    mod = _load_example()
+    rng = np.random.default_rng(1)
+    iq = rng.normal(size=(2, 64, 2)).astype("float32")
+    out = keras.ops.convert_to_numpy(mod.IQFeatures()(iq))
+    x = iq[..., 0] + 1j * iq[..., 1]
+    before = np.pad(x, ((0, 0), (1, 0)), constant_values=1)[:, :-1]
+    symbol_before = np.pad(x, ((0, 0), (mod.SPS, 0)))[:, : -mod.SPS]
+    expected = np.stack(
+        [
+            x.real,
+            x.imag,
+            np.abs(x),
+            np.angle(x * np.conj(before)) / np.pi,
+            (x * np.conj(symbol_before)).real,
+            (x * np.conj(symbol_before)).imag,
+        ],
+        axis=-1,
+    )
+    # At t = 0 the step is 0 (the layer's convention; NumPy's angle of a
+    # signed complex zero could be -pi, hence the 1 padded in front).
+    expected[:, 0, 3] = 0.0
+    np.testing.assert_allclose(out, expected, atol=1e-5)

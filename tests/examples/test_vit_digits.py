@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.examples._run import run_example
 
 
@@ -11,6 +13,7 @@ def _tagged(output, tag):
     return json.loads(lines[-1][len(tag) :])
 
 
+@pytest.mark.large
 def test_quick_run_learns_and_predict_repeats_the_answers(tmp_path):
     result = _tagged(
         run_example("vit_digits", "--quick", "--out", tmp_path), "RESULT "
