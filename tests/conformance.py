@@ -11,7 +11,12 @@
 6. one `fit` step with a finite loss that changes the trainable weights;
 7. the dtype policies `mixed_float16`, `mixed_bfloat16` and `bfloat16` with
    finite outputs;
-8. bad input raising `ValueError` (or `TypeError`) whose message matches.
+8. bad input raising `ValueError` (or `TypeError`) whose message matches;
+9. an unknown sequence length: a functional model on `keras.Input`s whose
+   sequence axes are None, `predict` at three lengths (TensorFlow retraces
+   with a relaxed None length at the second one), and a jit-compiled
+   (XLA) `predict` at two lengths, each equal to the eager call at that
+   length.
 
 Values are checked against independent references in each layer's own tests;
 this helper checks that the layer behaves as a Keras layer everywhere.
@@ -74,22 +79,31 @@ def _assert_all_close(actual, expected, atol, rtol, msg):
         )
 
 
-def _make_inputs(input_data):
-    """`keras.Input`s shaped like the data (batch dimension free)."""
+def _make_inputs(input_data, free_axes=None):
+    """`keras.Input`s shaped like the data (batch dimension free).
 
-    def make(x, name=None):
+    `free_axes` (as `sequence_axes` of `run_layer_test`) names the axes
+    made None as well.
+    """
+
+    def make(x, axes, name=None):
         x = np.asarray(x)
-        return keras.Input(shape=x.shape[1:], dtype=str(x.dtype), name=name)
+        shape = [None if axis in axes else d for axis, d in enumerate(x.shape)]
+        return keras.Input(shape=shape[1:], dtype=str(x.dtype), name=name)
 
     if isinstance(input_data, dict):
         # Named after their keys, so that `predict`/`fit` on the data dict
         # find them.
-        return {k: make(v, name=k) for k, v in input_data.items()}
-    return make(input_data)
+        free_axes = free_axes or {}
+        return {
+            k: make(v, free_axes.get(k, ()), name=k)
+            for k, v in input_data.items()
+        }
+    return make(input_data, free_axes or ())
 
 
-def _functional_model(layer, input_data, call_kwargs):
-    inputs = _make_inputs(input_data)
+def _functional_model(layer, input_data, call_kwargs, free_axes=None):
+    inputs = _make_inputs(input_data, free_axes)
     outputs = _call(layer, inputs, call_kwargs)
     return keras.Model(inputs, outputs)
 
@@ -116,6 +130,101 @@ def _check_shapes(outputs, expected_output_shape):
         assert tuple(x.shape) == tuple(shape), (tuple(x.shape), shape)
 
 
+def _sequence_axes(input_data, sequence_axes):
+    """Resolves `sequence_axes="auto"`: axis 1 of a lone (B, T[, D]) array."""
+    if sequence_axes != "auto":
+        return sequence_axes or None
+    if isinstance(input_data, dict) or np.ndim(input_data) not in (2, 3):
+        return None
+    return (1,)
+
+
+def _at_length(input_data, sequence_axes, length):
+    """The data cut to `length` along its sequence axes."""
+
+    def cut(x, axes):
+        index = tuple(
+            slice(0, length) if axis in axes else slice(None)
+            for axis in range(np.ndim(x))
+        )
+        return np.asarray(x)[index]
+
+    if isinstance(input_data, dict):
+        return {
+            k: cut(v, sequence_axes.get(k, ())) for k, v in input_data.items()
+        }
+    return cut(input_data, sequence_axes)
+
+
+def _default_lengths(input_data, sequence_axes):
+    if isinstance(input_data, dict):
+        sizes = [
+            np.shape(input_data[k])[axis]
+            for k, axes in sequence_axes.items()
+            for axis in axes
+        ]
+    else:
+        sizes = [np.shape(input_data)[axis] for axis in sequence_axes]
+    size = min(sizes)
+    if size < 3:
+        raise ValueError(
+            "The unknown-length check cuts the data to three lengths: give "
+            "sequences of length >= 3 or `lengths`. Received: sequence "
+            f"length {size}"
+        )
+    return (size, size - 1, size - 2)
+
+
+def check_unknown_length(
+    layer,
+    input_data,
+    call_kwargs=None,
+    sequence_axes="auto",
+    lengths=None,
+    run_jit=True,
+    atol=1e-5,
+    rtol=1e-5,
+):
+    """Check 9 of `run_layer_test` on its own, for one (built) layer.
+
+    A functional model on `keras.Input`s whose `sequence_axes` are None;
+    its `predict` at each of `lengths` (and a jit-compiled `predict` at the
+    first two, on JAX and TensorFlow) equals the eager call at that length.
+    Arguments as in `run_layer_test`.
+    """
+    call_kwargs = dict(call_kwargs or {})
+    sequence_axes = _sequence_axes(input_data, sequence_axes)
+    if sequence_axes is None:
+        raise ValueError(
+            "Give `sequence_axes` for this data. Received: sequence_axes=None"
+        )
+    lengths = lengths or _default_lengths(input_data, sequence_axes)
+    data = [_at_length(input_data, sequence_axes, n) for n in lengths]
+    eager = [_to_numpy(_call(layer, d, call_kwargs)) for d in data]
+    model = _functional_model(layer, input_data, call_kwargs, sequence_axes)
+    for n, d, expected in zip(lengths, data, eager):
+        _assert_all_close(
+            model.predict(d, verbose=0),
+            expected,
+            atol,
+            rtol,
+            f"functional model with a None length differs at length {n}",
+        )
+    if run_jit and keras.backend.backend() in ("jax", "tensorflow"):
+        jit_model = _functional_model(
+            layer, input_data, call_kwargs, sequence_axes
+        )
+        jit_model.compile(jit_compile=True)
+        for n, d, expected in list(zip(lengths, data, eager))[:2]:
+            _assert_all_close(
+                jit_model.predict(d, verbose=0),
+                expected,
+                max(atol, 1e-4),
+                max(rtol, 1e-4),
+                f"jit-compiled call with a None length differs at length {n}",
+            )
+
+
 def run_layer_test(
     layer_cls,
     init_kwargs,
@@ -130,6 +239,8 @@ def run_layer_test(
     atol=1e-5,
     rtol=1e-5,
     custom_objects=None,
+    sequence_axes="auto",
+    lengths=None,
 ):
     """Runs the conformance checks of DESIGN.md on one layer configuration.
 
@@ -147,6 +258,15 @@ def run_layer_test(
         atol, rtol: tolerances for "the same outputs" between eager,
             functional, reloaded and compiled calls.
         custom_objects: extra objects for `keras.saving.load_model`.
+        sequence_axes: the axes of unknown length for check 9: a tuple of
+            axes for array data, a dict `{input name: tuple of axes}` for
+            dict data, or None to skip the check (say why in the test).
+            `"auto"` (the default) is `(1,)` for a `(B, T)` or `(B, T, D)`
+            array and skips the check otherwise.
+        lengths: the lengths of check 9 (the data is cut to each along
+            `sequence_axes`, so each is at most the data's; the jit check
+            uses the first two). Defaults to the data's length `T`, `T - 1`
+            and `T - 2`.
     """
     call_kwargs = dict(call_kwargs or {})
 
@@ -203,6 +323,19 @@ def run_layer_test(
             max(atol, 1e-4),
             max(rtol, 1e-4),
             "jit-compiled call differs from the eager call",
+        )
+
+    # 9. (before the fit step, for the same reason) Unknown length.
+    if _sequence_axes(input_data, sequence_axes) is not None:
+        check_unknown_length(
+            layer,
+            input_data,
+            call_kwargs,
+            sequence_axes,
+            lengths,
+            run_jit,
+            atol,
+            rtol,
         )
 
     # 6. One fit step.

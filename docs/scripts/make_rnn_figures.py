@@ -60,8 +60,15 @@ def main():
     )
 
     test_source, _, test_target = reverse_data(rng, 200)
-    tokens, alignments = model.generate(test_source, LENGTH, START)
-    tokens = keras.ops.convert_to_numpy(tokens)
+    tokens, alignments = model.generate(
+        test_source,
+        LENGTH + 1,
+        start_token=START,
+        return_attention_scores=True,
+    )
+    # Drop the start token and its (empty) alignment row.
+    tokens = keras.ops.convert_to_numpy(tokens)[:, 1:]
+    alignments = keras.ops.convert_to_numpy(alignments)[:, 1:]
     exact = np.mean(np.all(tokens == test_target, axis=1))
     print(f"exact match on 200 new sequences: {exact:.3f}")
 

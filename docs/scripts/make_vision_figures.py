@@ -52,7 +52,7 @@ def main():
         num_layers=4,
         num_heads=4,
         hidden_dim=64,
-        mlp_dim=128,
+        intermediate_dim=128,
         num_classes=10,
         num_channels=1,
     )

@@ -3,10 +3,12 @@
 import keras
 from keras import ops
 
-from keras_attn.generation._utils import as_cache
-from keras_attn.generation._utils import check_tokens
-from keras_attn.generation._utils import from_cache
-from keras_attn.generation._utils import index_tensor
+from keras_attn._validation import check_positive_int
+from keras_attn.generation._loop import as_cache
+from keras_attn.generation._loop import check_tokens
+from keras_attn.generation._loop import forced_tokens
+from keras_attn.generation._loop import from_cache
+from keras_attn.generation._loop import index_tensor
 
 # Log probability of impossible continuations. Finite so that sums and the
 # length normalisation never produce NaN (inf - inf).
@@ -27,6 +29,7 @@ def beam_search(
     length_penalty=0.0,
     end_token=None,
     pad_token=0,
+    prompt_mask=None,
     return_scores=False,
     return_cache=False,
     return_all_beams=False,
@@ -48,6 +51,10 @@ def beam_search(
     the cache must have the batch as its leading axis: the search reorders
     it along that axis when beams are reselected.
 
+    Prompts of different lengths: as in `greedy_search`, start at the
+    shortest prompt and pass `prompt_mask`; a prompt token is the only
+    continuation of its row's beams, at no cost and no length.
+
     Args:
         next_fn: step function `(tokens, cache, index) -> (logits, cache)`.
         tokens: `(B, L)` integer tensor, positions `< start_index` filled.
@@ -58,6 +65,8 @@ def beam_search(
         length_penalty: float >= 0, the exponent `alpha` above.
         end_token: optional int that finishes a beam.
         pad_token: int written after `end_token`.
+        prompt_mask: optional boolean `(B, L)`, True at the positions that
+            hold a prompt token to keep (right-padded prompts).
         return_scores: bool, also return the scores `(B,)` of the returned
             sequences (`(B, beam_width)` with `return_all_beams`).
         return_cache: bool, also return the final cache of the returned beam
@@ -93,22 +102,20 @@ def beam_search(
           Bridging the Gap between Human and Machine
           Translation](https://arxiv.org/abs/1609.08144)
     """
+    check_positive_int("beam_width", beam_width)
     if (
-        isinstance(beam_width, bool)
-        or not isinstance(beam_width, int)
-        or beam_width <= 0
+        isinstance(length_penalty, bool)
+        or not isinstance(length_penalty, (int, float))
+        or length_penalty < 0
     ):
-        raise ValueError(
-            "`beam_width` must be a positive integer. Received: "
-            f"beam_width={beam_width!r}"
-        )
-    if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
         raise ValueError(
             "`length_penalty` must be a float >= 0. Received: "
             f"length_penalty={length_penalty!r}"
         )
     tokens = ops.convert_to_tensor(tokens)
-    check_tokens(tokens, start_index)
+    if prompt_mask is not None:
+        prompt_mask = ops.convert_to_tensor(prompt_mask)
+    check_tokens(tokens, start_index, prompt_mask)
     width = beam_width
     batch_size, max_length = tokens.shape[0], tokens.shape[1]
     if batch_size is None:
@@ -118,6 +125,8 @@ def beam_search(
         return ops.repeat(x, width, axis=0)
 
     tokens = expand(tokens)  # (B * W, L)
+    if prompt_mask is not None:
+        prompt_mask = expand(prompt_mask)  # (B * W, L)
     cache = keras.tree.map_structure(expand, as_cache(cache))
     # Only beam 0 is live at first: the W copies are identical, and
     # extending all of them would fill the beam with duplicates.
@@ -148,8 +157,22 @@ def beam_search(
             step_log_probs = ops.where(
                 done[:, :, None], pad_row[None, None, :], step_log_probs
             )
+        forced, prompt_token = forced_tokens(tokens, prompt_mask, index)
+        if forced is not None:
+            # (B, W, 1): a prompt position has one continuation, for free.
+            forced = ops.reshape(forced, (batch_size, width, 1))
+            prompt_token = ops.reshape(prompt_token, (batch_size, width, 1))
+            prompt_row = ops.where(
+                ops.arange(vocab)[None, None, :] == prompt_token,
+                0.0,
+                _IMPOSSIBLE,
+            )  # (B, W, V)
+            step_log_probs = ops.where(forced, prompt_row, step_log_probs)
         candidates = log_probs[:, :, None] + step_log_probs  # (B, W, V)
-        candidate_lengths = ops.where(done, lengths, lengths + 1)
+        grows = ops.logical_not(done)
+        if forced is not None:
+            grows = ops.logical_and(grows, ops.logical_not(forced[:, :, 0]))
+        candidate_lengths = ops.where(grows, lengths + 1, lengths)
         candidate_lengths = ops.broadcast_to(
             candidate_lengths[:, :, None], (batch_size, width, vocab)
         )  # (B, W, V)
@@ -174,7 +197,10 @@ def beam_search(
         )
         done = ops.take_along_axis(done, beam, axis=1)
         if end_token is not None:
-            done = ops.logical_or(done, ops.equal(token, end_token))
+            ended = ops.equal(token, end_token)
+            if forced is not None:
+                ended = ops.logical_and(ended, ops.logical_not(forced[:, :, 0]))
+            done = ops.logical_or(done, ended)
         # Reorder every row-indexed tensor to follow its beam.
         rows = ops.reshape(
             ops.arange(batch_size, dtype="int32")[:, None] * width

@@ -2,10 +2,11 @@
 
 from keras import ops
 
-from keras_attn.generation._utils import as_cache
-from keras_attn.generation._utils import check_tokens
-from keras_attn.generation._utils import from_cache
-from keras_attn.generation._utils import index_tensor
+from keras_attn.generation._loop import decoding_loop
+
+
+def _argmax(logits, index):
+    return ops.argmax(logits, axis=-1)
 
 
 def greedy_search(
@@ -15,6 +16,7 @@ def greedy_search(
     start_index=1,
     end_token=None,
     pad_token=0,
+    prompt_mask=None,
     return_cache=False,
 ):
     """Fills `tokens` from `start_index` on with the most likely token.
@@ -25,7 +27,13 @@ def greedy_search(
     `index` is filled) and the updated `cache`, any nest of tensors (an RNN
     state, a preallocated KV cache, an alignment history...). The loop is a
     `keras.ops.while_loop`, so it compiles under XLA; it stops early once
-    every row has produced `end_token`.
+    every row has produced `end_token`. It is the loop of `sample` with
+    argmax as the next-token rule.
+
+    Prompts of different lengths share one batch: start at the shortest
+    prompt's length and pass `prompt_mask`, True at every prompt position;
+    rows keep their prompt tokens where it is True (the step still runs on
+    them, so a cache is filled as usual).
 
     Args:
         next_fn: the step function described above. It must return a cache
@@ -38,6 +46,8 @@ def greedy_search(
         end_token: optional int; a row is finished once it produced it, and
             the positions after it are `pad_token`.
         pad_token: int written after `end_token`.
+        prompt_mask: optional boolean `(B, L)`, True at the positions that
+            hold a prompt token to keep (right-padded prompts).
         return_cache: bool, also return the final cache.
 
     Returns:
@@ -62,34 +72,17 @@ def greedy_search(
     greedy_search(next_fn, tokens)  # [[0 1 2 3 4 0] [3 4 0 1 2 3]]
     ```
     """
-    tokens = ops.convert_to_tensor(tokens)
-    check_tokens(tokens, start_index)
-    cache = as_cache(cache)
-    batch_size, max_length = ops.shape(tokens)[0], tokens.shape[1]
-    done = ops.zeros((batch_size,), dtype="bool")
-
-    def cond(index, tokens, cache, done):
-        return ops.logical_and(
-            index < max_length, ops.logical_not(ops.all(done))
-        )
-
-    def body(index, tokens, cache, done):
-        logits, cache = next_fn(tokens, cache, index)
-        next_token = ops.cast(ops.argmax(logits, axis=-1), tokens.dtype)
-        if end_token is not None:
-            next_token = ops.where(
-                done, ops.cast(pad_token, tokens.dtype), next_token
-            )
-            done = ops.logical_or(done, ops.equal(next_token, end_token))
-        tokens = ops.slice_update(tokens, [0, index], next_token[:, None])
-        return index + 1, tokens, cache, done
-
-    _, tokens, cache, _ = ops.while_loop(
-        cond, body, (index_tensor(start_index), tokens, cache, done)
+    return decoding_loop(
+        next_fn,
+        tokens,
+        cache,
+        start_index,
+        _argmax,
+        end_token=end_token,
+        pad_token=pad_token,
+        prompt_mask=prompt_mask,
+        return_cache=return_cache,
     )
-    if not return_cache:
-        return tokens
-    return tokens, from_cache(cache)
 
 
 __all__ = ["greedy_search"]

@@ -3,31 +3,17 @@
 import keras
 from keras import ops
 
-from keras_attn.generation._utils import as_cache
-from keras_attn.generation._utils import check_tokens
-from keras_attn.generation._utils import from_cache
-from keras_attn.generation._utils import index_tensor
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_number
+from keras_attn.generation._loop import check_tokens
+from keras_attn.generation._loop import decoding_loop
 
 
 def _check_sampling_args(temperature, top_k, top_p):
-    if isinstance(temperature, bool) or not (
-        isinstance(temperature, (int, float)) and temperature > 0
-    ):
-        raise ValueError(
-            "`temperature` must be a positive number. Received: "
-            f"temperature={temperature!r}"
-        )
-    if top_k is not None and (
-        isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0
-    ):
-        raise ValueError(
-            f"`top_k` must be a positive int or None. Received: top_k={top_k!r}"
-        )
-    if top_p is not None and (
-        isinstance(top_p, bool)
-        or not isinstance(top_p, (int, float))
-        or not 0 < top_p <= 1
-    ):
+    check_positive_number("temperature", temperature)
+    check_positive_int("top_k", top_k, allow_none=True)
+    check_positive_number("top_p", top_p, allow_none=True)
+    if top_p is not None and top_p > 1:
         raise ValueError(
             f"`top_p` must be in (0, 1] or None. Received: top_p={top_p!r}"
         )
@@ -95,6 +81,7 @@ def sample(
     seed=None,
     end_token=None,
     pad_token=0,
+    prompt_mask=None,
     return_cache=False,
 ):
     """Fills `tokens` from `start_index` on with sampled tokens.
@@ -107,7 +94,8 @@ def sample(
     the same tokens on every run of a backend.
 
     The model is seen only through `next_fn(tokens, cache, index) ->
-    (logits, cache)`, as in `greedy_search`.
+    (logits, cache)`, as in `greedy_search`: this is the same loop, with a
+    draw as the next-token rule; `prompt_mask` works as there.
 
     Args:
         next_fn: step function `(tokens, cache, index) -> (logits, cache)`.
@@ -121,6 +109,8 @@ def sample(
         end_token: optional int; a row is finished once it produced it, and
             the positions after it are `pad_token`.
         pad_token: int written after `end_token`.
+        prompt_mask: optional boolean `(B, L)`, True at the positions that
+            hold a prompt token to keep (right-padded prompts).
         return_cache: bool, also return the final cache.
 
     Returns:
@@ -151,36 +141,26 @@ def sample(
     _check_sampling_args(temperature, top_k, top_p)
     tokens = ops.convert_to_tensor(tokens)
     check_tokens(tokens, start_index)
-    cache = as_cache(cache)
     batch_size, max_length = ops.shape(tokens)[0], tokens.shape[1]
-    # (L, B) uniforms, one per step and row.
+    # (L, B) uniforms, one per step and row, drawn before the loop.
     uniforms = keras.random.uniform((max_length, batch_size), seed=seed)
-    done = ops.zeros((batch_size,), dtype="bool")
 
-    def cond(index, tokens, cache, done):
-        return ops.logical_and(
-            index < max_length, ops.logical_not(ops.all(done))
-        )
-
-    def body(index, tokens, cache, done):
-        logits, cache = next_fn(tokens, cache, index)
+    def draw(logits, index):
         logits = filter_logits(logits, temperature, top_k, top_p)
         uniform = ops.take(uniforms, index, axis=0)  # (B,)
-        next_token = ops.cast(sample_from_logits(logits, uniform), tokens.dtype)
-        if end_token is not None:
-            next_token = ops.where(
-                done, ops.cast(pad_token, tokens.dtype), next_token
-            )
-            done = ops.logical_or(done, ops.equal(next_token, end_token))
-        tokens = ops.slice_update(tokens, [0, index], next_token[:, None])
-        return index + 1, tokens, cache, done
+        return sample_from_logits(logits, uniform)
 
-    _, tokens, cache, _ = ops.while_loop(
-        cond, body, (index_tensor(start_index), tokens, cache, done)
+    return decoding_loop(
+        next_fn,
+        tokens,
+        cache,
+        start_index,
+        draw,
+        end_token=end_token,
+        pad_token=pad_token,
+        prompt_mask=prompt_mask,
+        return_cache=return_cache,
     )
-    if not return_cache:
-        return tokens
-    return tokens, from_cache(cache)
 
 
 __all__ = ["filter_logits", "sample", "sample_from_logits"]

@@ -1,17 +1,35 @@
-"""Dispatch of the transformer models' `generate` to the decoding loops."""
+"""The one `generate` of the sequence models (private).
 
+Implements the contract stated in `keras_attn.models` (read it there).
+
+A model's `generate` parses its inputs into a prompt, then calls `generate`
+below with `make_step(tokens, start_index, with_scores) -> (next_fn,
+cache)`, the step function of `keras_attn.generation` for the buffer
+`tokens (B, max_length)`. With scores, `cache["scores"]` is a `(B,
+max_length, S)` buffer into which `next_fn` writes row `index`.
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_integer_dtype
+from keras_attn._validation import check_mask_dtype
+from keras_attn._validation import check_non_negative_int
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_rank
 from keras_attn.generation.beam_search import beam_search
 from keras_attn.generation.greedy import greedy_search
 from keras_attn.generation.sampling import sample
 
 METHODS = ("greedy", "beam", "sample")
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
+LM_KEYS = ("token_ids", "padding_mask")
+SEQ2SEQ_KEYS = (
+    "encoder_token_ids",
+    "encoder_padding_mask",
+    "token_ids",
+    "padding_mask",
+)
 
 
 def check_model_sizes(
@@ -31,8 +49,7 @@ def check_model_sizes(
         ("hidden_dim", hidden_dim),
     ):
         check_positive_int(name, value)
-    if intermediate_dim is not None:
-        check_positive_int("intermediate_dim", intermediate_dim)
+    check_positive_int("intermediate_dim", intermediate_dim, allow_none=True)
     if hidden_dim % num_heads:
         raise ValueError(
             "`hidden_dim` must be a multiple of `num_heads`. Received: "
@@ -40,16 +57,325 @@ def check_model_sizes(
         )
 
 
-def check_method(method):
-    if method not in METHODS:
+def store_sizes(
+    model,
+    vocabulary_size,
+    max_sequence_length,
+    num_layers,
+    num_heads,
+    hidden_dim,
+    intermediate_dim,
+):
+    """Sets the size attributes shared by `Transformer` and
+    `TransformerLM` (checked by `check_model_sizes` beforehand)."""
+    model.vocabulary_size = vocabulary_size
+    model.max_sequence_length = max_sequence_length
+    model.num_layers = num_layers
+    model.num_heads = num_heads
+    model.hidden_dim = hidden_dim
+    model.intermediate_dim = intermediate_dim or 4 * hidden_dim
+
+
+def _ids(name, value):
+    value = ops.convert_to_tensor(value)
+    check_integer_dtype(name, value)
+    check_rank(name, value, 2, "(batch, length)")
+    return ops.cast(value, "int32")
+
+
+def _mask(name, value, ids_name, ids):
+    if value is None:
+        return None
+    value = ops.convert_to_tensor(value)
+    check_mask_dtype(name, value)
+    if tuple(value.shape) != tuple(ids.shape):
         raise ValueError(
-            f"`method` must be one of {METHODS}. Received: method={method!r}"
+            f"`{name}` must have the shape of `{ids_name}` "
+            f"{tuple(ids.shape)}. Received: {name}.shape={tuple(value.shape)}"
+        )
+    return ops.cast(value, "bool")
+
+
+def _check_keys(inputs, keys):
+    unknown = sorted(set(inputs) - set(keys))
+    if unknown:
+        raise ValueError(
+            f"`inputs` accepts the keys {keys}. Received unknown keys: "
+            f"{unknown}"
         )
 
 
-def decode(next_fn, tokens, cache, start_index, method, options):
-    """Runs `method` on `next_fn`; `options` are the loop's own arguments."""
-    loops = {"greedy": greedy_search, "beam": beam_search, "sample": sample}
-    return loops[method](
-        next_fn, tokens, cache, start_index=start_index, **options
+def parse_lm_inputs(inputs):
+    """`(token_ids, padding_mask or None)` of a `TransformerLM` prompt."""
+    if isinstance(inputs, dict):
+        _check_keys(inputs, LM_KEYS)
+        if "token_ids" not in inputs:
+            raise ValueError(
+                "`inputs` must hold `token_ids`. Received keys: "
+                f"{sorted(inputs)}"
+            )
+        ids = _ids("token_ids", inputs["token_ids"])
+        mask = inputs.get("padding_mask")
+        return ids, _mask("padding_mask", mask, "token_ids", ids)
+    return _ids("token_ids", inputs), None
+
+
+def parse_seq2seq_inputs(inputs):
+    """The four inputs of an encoder-decoder `generate` (None if absent)."""
+    if not isinstance(inputs, dict):
+        inputs = {"encoder_token_ids": inputs}
+    _check_keys(inputs, SEQ2SEQ_KEYS)
+    if "encoder_token_ids" not in inputs:
+        raise ValueError(
+            "`inputs` must hold `encoder_token_ids`. Received keys: "
+            f"{sorted(inputs)}"
+        )
+    source = _ids("encoder_token_ids", inputs["encoder_token_ids"])
+    parsed = {
+        "encoder_token_ids": source,
+        "encoder_padding_mask": _mask(
+            "encoder_padding_mask",
+            inputs.get("encoder_padding_mask"),
+            "encoder_token_ids",
+            source,
+        ),
+        "token_ids": None,
+        "padding_mask": None,
+    }
+    if inputs.get("token_ids") is not None:
+        ids = _ids("token_ids", inputs["token_ids"])
+        parsed["token_ids"] = ids
+        parsed["padding_mask"] = _mask(
+            "padding_mask", inputs.get("padding_mask"), "token_ids", ids
+        )
+    return parsed
+
+
+def _prompt_buffer(prompt, prompt_mask, batch_size, start_token):
+    """NumPy `(ids (B, P), lengths (B,))` of right-padded prompts."""
+    if prompt is None:
+        ids = np.zeros((batch_size, 0), "int32")
+        lengths = np.zeros((batch_size,), "int64")
+    else:
+        ids = np.asarray(ops.convert_to_numpy(prompt), "int32")
+        if prompt_mask is None:
+            lengths = np.full((ids.shape[0],), ids.shape[1])
+        else:
+            mask = np.asarray(ops.convert_to_numpy(prompt_mask), bool)
+            lengths = mask.sum(axis=1)
+            prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
+            if not np.array_equal(mask, prefix):
+                raise ValueError(
+                    "`padding_mask` must be True on a prefix of each row "
+                    "(right-padded prompts). Received: padding_mask="
+                    f"{mask.tolist()}"
+                )
+    if start_token is not None:
+        start = np.full((ids.shape[0], 1), start_token, "int32")
+        ids = np.concatenate([start, ids], axis=1)
+        lengths = lengths + 1
+    return ids, lengths
+
+
+def generate(
+    make_step,
+    prompt,
+    prompt_mask,
+    batch_size,
+    max_length,
+    method,
+    start_token,
+    end_token,
+    pad_token,
+    return_attention_scores,
+    options,
+    max_sequence_length=None,
+    first_index=None,
+):
+    """Builds the token buffer, runs the decoding loop, shapes the result.
+
+    Args:
+        make_step: `(tokens, start_index, with_scores) -> (next_fn, cache)`.
+        prompt: `(B, P)` int32 tensor or None.
+        prompt_mask: `(B, P)` boolean tensor or None (all True).
+        batch_size: int, `B`.
+        max_length, method, start_token, end_token, pad_token,
+        return_attention_scores, options: `generate`'s arguments.
+        max_sequence_length: optional int, the longest sequence the model
+            takes.
+        first_index: optional int, the first position the loop runs at
+            (a model without a cache to prefill steps over its prompts
+            from 1); defaults to the shortest prompt's length.
+
+    Returns:
+        Tokens `(B, max_length)`, or `(tokens, scores)`.
+    """
+    check_choice("method", method, METHODS)
+    check_positive_int("max_length", max_length)
+    check_non_negative_int("pad_token", pad_token)
+    check_non_negative_int("start_token", start_token, allow_none=True)
+    check_non_negative_int("end_token", end_token, allow_none=True)
+    if max_sequence_length is not None and max_length > max_sequence_length:
+        raise ValueError(
+            "`max_length` (prompt included) must be at most "
+            f"`max_sequence_length` ({max_sequence_length}). Received: "
+            f"max_length={max_length}"
+        )
+    ids, lengths = _prompt_buffer(prompt, prompt_mask, batch_size, start_token)
+    if ids.shape[1] > max_length:
+        raise ValueError(
+            "The prompt (with the start token) must fit in `max_length`. "
+            f"Received: prompt length {ids.shape[1]}, max_length={max_length}"
+        )
+    start_index = int(lengths.min()) if len(lengths) else 0
+    if first_index is not None and start_index >= 1:
+        start_index = min(first_index, start_index)
+    if start_index < 1:
+        raise ValueError(
+            "Every prompt needs at least one token: give a prompt or a "
+            "`start_token`. Received: start_token=None and prompt lengths "
+            f"{lengths.tolist()}"
+        )
+    tokens = np.full((ids.shape[0], max_length), pad_token, "int32")
+    tokens[:, : ids.shape[1]] = np.where(
+        np.arange(ids.shape[1])[None, :] < lengths[:, None], ids, pad_token
     )
+    # (B, L): True where a prompt token is kept.
+    kept = np.arange(max_length)[None, :] < lengths[:, None]
+    ragged = bool((lengths > start_index).any())
+    tokens = ops.convert_to_tensor(tokens)
+    next_fn, cache = make_step(tokens, start_index, return_attention_scores)
+    loops = {"greedy": greedy_search, "beam": beam_search, "sample": sample}
+    tokens, cache = loops[method](
+        next_fn,
+        tokens,
+        cache,
+        start_index=start_index,
+        end_token=end_token,
+        pad_token=pad_token,
+        prompt_mask=ops.convert_to_tensor(kept) if ragged else None,
+        return_cache=True,
+        **options,
+    )
+    if not return_attention_scores:
+        return tokens
+    # Prompt rows produced no token: zeros.
+    scores = ops.where(
+        ops.convert_to_tensor(kept)[:, :, None], 0.0, cache["scores"]
+    )
+    return tokens, ops.cast(scores, "float32")
+
+
+def write_scores(cache, index, row):
+    """`cache` with `row (B, S)` written at row `index` of its scores."""
+    scores = cache["scores"]
+    scores = ops.slice_update(
+        scores, [0, index, 0], ops.cast(row, scores.dtype)[:, None, :]
+    )
+    return dict(cache, scores=scores)
+
+
+def empty_scores(batch_size, max_length, key_length):
+    """The `(B, max_length, S)` float32 scores buffer."""
+    return ops.zeros((batch_size, max_length, key_length), "float32")
+
+
+def transformer_next_fn(full_pass, cached_step, use_cache, with_scores):
+    """The step function of a transformer decoder, cached or not.
+
+    Args:
+        full_pass: `tokens (B, L) -> (logits (B, L, V), scores)`, a causal
+            pass over the whole buffer; scores `(B, N, L, S)` or None.
+        cached_step: `(token (B, 1), cache, position) -> (logits (B, 1, V),
+            cache, scores)`, one token against the caches; scores `(B, N,
+            1, S)` or None.
+        use_cache: bool, which of the two the step function calls.
+        with_scores: bool, write the head-averaged scores of the query that
+            produces token `index` into row `index` of `cache["scores"]`.
+
+    Returns:
+        `next_fn(tokens, cache, index) -> (logits (B, V), cache)`.
+    """
+
+    def next_fn(tokens, cache, index):
+        if use_cache:
+            # (B, 1): the token at index - 1, at its position.
+            previous = ops.expand_dims(ops.take(tokens, index - 1, 1), 1)
+            logits, cache, scores = cached_step(previous, cache, index - 1)
+            query = 0
+        else:
+            logits, scores = full_pass(tokens)
+            query = index - 1
+        if with_scores:
+            # (B, N, T, S) -> (B, S): the query, averaged over heads.
+            row = ops.mean(ops.take(scores, query, axis=2), axis=1)
+            cache = write_scores(cache, index, row)
+        return ops.take(logits, query, axis=1), cache
+
+    return next_fn
+
+
+def encoder_decoder_step(
+    model, tokens, start_index, memory, memory_mask, use_cache, with_scores
+):
+    """`(next_fn, cache)` of `Transformer.generate` for the loops.
+
+    Args:
+        model: the `Transformer`.
+        tokens: the `(B, L)` token buffer.
+        start_index: int, the loop's first position.
+        memory: `(B, S, D)` encoder output.
+        memory_mask: `(B, S)` boolean.
+        use_cache: bool.
+        with_scores: bool.
+    """
+    batch_size, max_length = tokens.shape
+    source_length = memory.shape[1]
+    cache = {"memory": memory, "memory_mask": memory_mask}
+    if with_scores:
+        cache["scores"] = empty_scores(batch_size, max_length, source_length)
+    if use_cache:
+        head_dim = model.hidden_dim // model.num_heads
+
+        def zeros(n):
+            shape = (batch_size, 2, n, model.num_heads, head_dim)
+            return tuple(
+                ops.zeros(shape, model.compute_dtype)
+                for _ in model.decoder_blocks
+            )
+
+        # Prefill: the common prompt's self-attention keys and values,
+        # and the cross-attention keys and values, computed once.
+        _, cache["self"], cache["cross"] = model.call_with_cache(
+            tokens[:, :start_index],
+            memory,
+            memory_mask,
+            zeros(max_length),
+            zeros(source_length),
+            0,
+            cross_cache_update_index=0,
+        )
+
+    def full_pass(tokens):
+        outputs = model._decode(
+            tokens, memory, memory_mask, with_scores=with_scores
+        )
+        return outputs if with_scores else (outputs, None)
+
+    def cached_step(token, cache, position):
+        outputs = model.call_with_cache(
+            token,
+            cache["memory"],
+            cache["memory_mask"],
+            cache["self"],
+            cache["cross"],
+            position,
+            return_attention_scores=with_scores,
+        )
+        cache = dict(cache, self=outputs[1], cross=outputs[2])
+        return outputs[0], cache, outputs[3] if with_scores else None
+
+    next_fn = transformer_next_fn(
+        full_pass, cached_step, use_cache, with_scores
+    )
+    return next_fn, cache

@@ -3,12 +3,15 @@
 import keras
 from keras import ops
 
-from keras_attn.generation import beam_search
-from keras_attn.generation import greedy_search
+from keras_attn._compat import inference_mode
 from keras_attn.layers.attention._rnn_attention_base import _check_positive
 from keras_attn.layers.attention.bahdanau_attention import BahdanauAttention
 from keras_attn.layers.attention.luong_attention import LuongAttention
 from keras_attn.layers.recurrent.attention_rnn import AttentionRNN
+from keras_attn.models._decoding import empty_scores
+from keras_attn.models._decoding import generate
+from keras_attn.models._decoding import parse_seq2seq_inputs
+from keras_attn.models._decoding import write_scores
 
 RNN_TYPES = ("lstm", "gru")
 ATTENTION_TYPES = ("bahdanau", "luong")
@@ -48,7 +51,7 @@ class RNNSeq2Seq(keras.Model):
         **kwargs: `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
-        inputs: `(encoder_tokens, decoder_tokens)`, integer tensors
+        inputs: `(encoder_token_ids, token_ids)`, integer tensors
             `(B, S)` and `(B, T)` (a tuple, list or a dict with these keys).
         training: bool.
         return_alignments: bool, also return the alignments `(B, T, S)`.
@@ -66,8 +69,10 @@ class RNNSeq2Seq(keras.Model):
     source = np.random.randint(1, 12, size=(2, 5))
     target_in = np.random.randint(1, 12, size=(2, 4))
     logits = model((source, target_in))  # (2, 4, 12)
-    tokens, alignments = model.generate(source, max_length=4, start_token=1)
-    # tokens: (2, 4); alignments: (2, 4, 5)
+    tokens, alignments = model.generate(
+        source, max_length=5, start_token=1, return_attention_scores=True
+    )
+    # tokens: (2, 5), the start token first; alignments: (2, 5, 5)
     ```
 
     References:
@@ -188,7 +193,7 @@ class RNNSeq2Seq(keras.Model):
 
     def _split(self, inputs):
         if isinstance(inputs, dict):
-            return inputs["encoder_tokens"], inputs["decoder_tokens"]
+            return inputs["encoder_token_ids"], inputs["token_ids"]
         if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
             return inputs[0], inputs[1]
         raise ValueError(
@@ -211,8 +216,8 @@ class RNNSeq2Seq(keras.Model):
 
     def build(self, input_shape):
         if isinstance(input_shape, dict):
-            source_shape = input_shape["encoder_tokens"]
-            target_shape = input_shape["decoder_tokens"]
+            source_shape = input_shape["encoder_token_ids"]
+            target_shape = input_shape["token_ids"]
         elif (
             isinstance(input_shape, (list, tuple))
             and len(input_shape) == 2
@@ -293,100 +298,114 @@ class RNNSeq2Seq(keras.Model):
 
     def generate(
         self,
-        encoder_tokens,
+        inputs,
         max_length,
-        start_token,
+        method="greedy",
+        start_token=None,
         end_token=None,
-        beam_width=1,
-        length_penalty=0.0,
-        pad_token=None,
+        pad_token=0,
+        use_cache=True,
+        return_attention_scores=False,
+        **options,
     ):
-        """Translates `encoder_tokens`, greedily or with beam search.
+        """Translates source sequences, with greedy search, beam search or
+        sampling.
+
+        The contract shared with `Transformer` and `TransformerLM` (see
+        `keras_attn.models` for the full statement): `max_length` counts the
+        decoder prompt and start token; prompts of different lengths go
+        right-padded with a `padding_mask`; the result is `(B, max_length)`
+        int32 tokens, the prompt included and `pad_token` after
+        `end_token`. Runs without gradient tracking.
 
         Args:
-            encoder_tokens: `(B, S)` integer array.
-            max_length: positive int, number of tokens to generate.
-            start_token: int fed to the decoder first.
-            end_token: optional int; a sequence ends once it produced it.
-            beam_width: positive int; 1 is greedy search.
-            length_penalty: float >= 0, see `keras_attn.generation.beam_search`.
-            pad_token: int written after `end_token`; defaults to
-                `padding_token`, else 0.
+            inputs: the source `encoder_token_ids (B, S)`, or a dict with
+                `"encoder_token_ids"`, and optionally
+                `"encoder_padding_mask"` (True on real source tokens; it
+                masks the attention, while the encoder RNN skips only
+                `padding_token`), `"token_ids"` (a decoder prompt) and
+                `"padding_mask"` (True on its real tokens).
+            max_length: int, the length of the returned sequences (start
+                token and prompt included).
+            method: `"greedy"`, `"beam"` or `"sample"`.
+            start_token: int put before every decoder prompt; required
+                without a decoder prompt.
+            end_token: optional int; a sequence stops after it.
+            pad_token: int written after `end_token`. Defaults to `0`.
+            use_cache: accepted for the shared contract; the RNN decoder
+                always steps on its state.
+            return_attention_scores: bool, also return the alignments
+                `(B, max_length, S)`: row `i` is the attention over the
+                source when producing token `i` (zeros on prompt rows),
+                for `keras_attn.plot.plot_attention`.
+            **options: arguments of the decoding loop: `beam_width`,
+                `length_penalty` (beam); `temperature`, `top_k`, `top_p`,
+                `seed` (sample).
 
         Returns:
-            `(tokens, alignments)`: the generated tokens
-            `(B, max_length)` (without the start token) and the alignment
-            history `(B, max_length, S)`, for `keras_attn.plot.plot_attention`.
+            `(B, max_length)` int32 tokens, or `(tokens, scores)`.
         """
-        _check_positive("max_length", max_length)
-        encoder_tokens = ops.convert_to_tensor(encoder_tokens, "int32")
-        if not self.built:
-            self.build((tuple(encoder_tokens.shape), (None, max_length)))
-        if pad_token is None:
-            pad_token = self.padding_token or 0
-        memory, memory_mask, cell_state = self.encode(encoder_tokens)
-        batch_size, source_length = encoder_tokens.shape[0], memory.shape[1]
-        if memory_mask is None:
-            memory_mask = ops.ones((batch_size, source_length), dtype="bool")
-        cache = {
-            "state": self.decoder.get_initial_state(batch_size, cell_state),
-            "memory": memory,
-            "keys": self.decoder.precompute(memory),
-            "memory_mask": memory_mask,
-            # Preallocated; step `index` writes row `index - 1`.
-            "alignments": ops.zeros(
-                (batch_size, max_length, source_length),
-                dtype=self.decoder.compute_dtype,
-            ),
-        }
-        tokens = ops.concatenate(
-            [
-                ops.full((batch_size, 1), start_token, dtype="int32"),
-                ops.full((batch_size, max_length), pad_token, dtype="int32"),
-            ],
-            axis=1,
-        )  # (B, 1 + max_length)
+        with inference_mode():
+            parsed = parse_seq2seq_inputs(inputs)
+            source = parsed["encoder_token_ids"]
+            if not self.built:
+                self.build((tuple(source.shape), (None, None)))
+            memory, memory_mask, cell_state = self.encode(source)
+            batch_size, source_length = source.shape[0], memory.shape[1]
+            if memory_mask is None:
+                memory_mask = ops.ones((batch_size, source_length), "bool")
+            if parsed["encoder_padding_mask"] is not None:
+                memory_mask = ops.logical_and(
+                    memory_mask, parsed["encoder_padding_mask"]
+                )
 
-        def next_fn(tokens, cache, index):
-            previous = ops.take(tokens, index - 1, axis=1)  # (B,)
-            y = self.decoder_embedding(previous)  # (B, E)
-            output, state, alignment = self.decoder.step(
-                y,
-                cache["state"],
-                cache["memory"],
-                keys=cache["keys"],
-                memory_mask=cache["memory_mask"],
-            )
-            logits = self.output_dense(output)  # (B, V)
-            alignments = ops.slice_update(
-                cache["alignments"],
-                [0, index - 1, 0],
-                ops.cast(alignment, cache["alignments"].dtype)[:, None, :],
-            )
-            cache = dict(cache, state=state, alignments=alignments)
-            return logits, cache
+            def make_step(tokens, start_index, with_scores):
+                cache = {
+                    "state": self.decoder.get_initial_state(
+                        batch_size, cell_state
+                    ),
+                    "memory": memory,
+                    "keys": self.decoder.precompute(memory),
+                    "memory_mask": memory_mask,
+                }
+                if with_scores:
+                    cache["scores"] = empty_scores(
+                        batch_size, tokens.shape[1], source_length
+                    )
 
-        if beam_width == 1:
-            tokens, cache = greedy_search(
-                next_fn,
-                tokens,
-                cache,
-                end_token=end_token,
-                pad_token=pad_token,
-                return_cache=True,
+                def next_fn(tokens, cache, index):
+                    previous = ops.take(tokens, index - 1, axis=1)  # (B,)
+                    y = self.decoder_embedding(previous)  # (B, E)
+                    output, state, alignment = self.decoder.step(
+                        y,
+                        cache["state"],
+                        cache["memory"],
+                        keys=cache["keys"],
+                        memory_mask=cache["memory_mask"],
+                    )
+                    cache = dict(cache, state=state)
+                    if with_scores:
+                        cache = write_scores(cache, index, alignment)
+                    return self.output_dense(output), cache  # (B, V)
+
+                # The RNN has no cache to prefill: the loop steps from the
+                # start token, keeping the prompt tokens it walks over.
+                return next_fn, cache
+
+            return generate(
+                make_step,
+                parsed["token_ids"],
+                parsed["padding_mask"],
+                batch_size,
+                max_length,
+                method,
+                start_token,
+                end_token,
+                pad_token,
+                return_attention_scores,
+                options,
+                first_index=1,
             )
-        else:
-            tokens, cache = beam_search(
-                next_fn,
-                tokens,
-                cache,
-                beam_width=beam_width,
-                length_penalty=length_penalty,
-                end_token=end_token,
-                pad_token=pad_token,
-                return_cache=True,
-            )
-        return tokens[:, 1:], cache["alignments"]
 
     def get_config(self):
         config = super().get_config()

@@ -7,12 +7,14 @@ from keras_attn.layers.embeddings.token_and_position_embedding import (
 )
 from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
 from keras_attn.layers.transformer.transformer_encoder import TransformerEncoder
-from keras_attn.models._decoding import check_method
 from keras_attn.models._decoding import check_model_sizes
-from keras_attn.models._decoding import check_positive_int
-from keras_attn.models._decoding import decode
+from keras_attn.models._decoding import encoder_decoder_step
+from keras_attn.models._decoding import generate
+from keras_attn.models._decoding import parse_seq2seq_inputs
+from keras_attn.models._decoding import store_sizes
 
-_KEYS = ("encoder_token_ids", "decoder_token_ids")
+_KEYS = ("encoder_token_ids", "token_ids")
+_MASK_KEYS = ("encoder_padding_mask", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -29,10 +31,11 @@ class Transformer(keras.Model):
     paper by default; `normalize_first=True` makes them pre-norm and adds a
     final normalization to the encoder and decoder stacks.
 
-    `generate` translates with greedy search, beam search or sampling; the
-    encoder runs once, the cross-attention keys and values are computed
-    once, and each step feeds one token against preallocated
-    self-attention caches.
+    `generate` translates with greedy search, beam search or sampling
+    (the contract shared with `TransformerLM` and `RNNSeq2Seq`, stated in
+    the `keras_attn.models` docs); the encoder runs once, the
+    cross-attention keys and values are computed once, and each step feeds
+    one token against preallocated self-attention caches.
 
     Args:
         vocabulary_size: int, the number of token ids `V`.
@@ -56,7 +59,10 @@ class Transformer(keras.Model):
 
     Call arguments:
         inputs: a dict with `"encoder_token_ids"` `(B, S)` and
-            `"decoder_token_ids"` `(B, T)` integer tensors (or the pair).
+            `"token_ids"` `(B, T)` (the decoder input) integer tensors, and
+            optionally `"encoder_padding_mask"` `(B, S)` and
+            `"padding_mask"` `(B, T)` booleans, True on real tokens (or the
+            pair of token tensors).
         training: bool, whether dropout is active.
 
     Returns:
@@ -64,19 +70,19 @@ class Transformer(keras.Model):
 
     Example:
 
-    >>> import numpy as np
-    >>> from keras_attn.models import Transformer
-    >>> model = Transformer(
-    ...     vocabulary_size=20, max_sequence_length=12, hidden_dim=32
-    ... )
-    >>> source = np.array([[5, 6, 7, 8], [9, 10, 11, 0]])
-    >>> logits = model(
-    ...     {"encoder_token_ids": source, "decoder_token_ids": source}
-    ... )
-    >>> tuple(logits.shape)
-    (2, 4, 20)
-    >>> tuple(model.generate(source, max_length=6, start_token=1).shape)
-    (2, 6)
+    ```python
+    import numpy as np
+    from keras_attn.models import Transformer
+
+    model = Transformer(
+        vocabulary_size=20, max_sequence_length=12, hidden_dim=32
+    )
+    source = np.array([[5, 6, 7, 8], [9, 10, 11, 0]])
+    logits = model({"encoder_token_ids": source, "token_ids": source})
+    # logits: (2, 4, 20)
+    tokens = model.generate(source, max_length=6, start_token=1)
+    # tokens: (2, 6), the start token first
+    ```
 
     References:
         - Vaswani et al., "Attention Is All You Need", 2017.
@@ -108,12 +114,15 @@ class Transformer(keras.Model):
             intermediate_dim,
         )
         super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.max_sequence_length = max_sequence_length
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        store_sizes(
+            self,
+            vocabulary_size,
+            max_sequence_length,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            intermediate_dim,
+        )
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
@@ -170,10 +179,19 @@ class Transformer(keras.Model):
     # -- pieces -------------------------------------------------------------
 
     def _split(self, inputs):
+        """`(encoder_token_ids, token_ids, encoder_mask, decoder_mask)`."""
         if isinstance(inputs, dict) and all(k in inputs for k in _KEYS):
-            return inputs[_KEYS[0]], inputs[_KEYS[1]]
+            unknown = sorted(set(inputs) - set(_KEYS + _MASK_KEYS))
+            if unknown:
+                raise ValueError(
+                    f"`inputs` accepts the keys {_KEYS + _MASK_KEYS}. "
+                    f"Received unknown keys: {unknown}"
+                )
+            return tuple(inputs[k] for k in _KEYS) + tuple(
+                inputs.get(k) for k in _MASK_KEYS
+            )
         if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
-            return inputs[0], inputs[1]
+            return inputs[0], inputs[1], None, None
         raise ValueError(
             "`inputs` must be a dict with keys "
             f"{_KEYS} or a pair. Received: inputs={inputs!r}"
@@ -225,16 +243,33 @@ class Transformer(keras.Model):
             self.decoder_norm.build(target_hidden)
         self.built = True
 
-    def encoder_padding_mask(self, encoder_token_ids):
-        """`(B, S)` boolean mask of the non-padding source tokens, or None."""
-        if self.padding_token is None:
-            return None
-        return ops.not_equal(encoder_token_ids, self.padding_token)
+    def encoder_padding_mask(self, encoder_token_ids, padding_mask=None):
+        """`(B, S)` boolean mask of the real source tokens, or None.
 
-    def encode(self, encoder_token_ids, training=None):
-        """Runs the encoder stack: `(B, S)` ids -> `(B, S, D)`."""
+        False where the source holds `padding_token` or where
+        `padding_mask` (optional, `(B, S)`) is False.
+        """
+        mask = None
+        if self.padding_token is not None:
+            mask = ops.not_equal(encoder_token_ids, self.padding_token)
+        if padding_mask is not None:
+            padding_mask = ops.cast(padding_mask, "bool")
+            mask = (
+                padding_mask
+                if mask is None
+                else ops.logical_and(mask, padding_mask)
+            )
+        return mask
+
+    def encode(self, encoder_token_ids, padding_mask=None, training=None):
+        """Runs the encoder stack: `(B, S)` ids -> `(B, S, D)`.
+
+        `padding_mask`: optional `(B, S)` boolean, True on real tokens.
+        """
         self._check_ids("encoder_token_ids", encoder_token_ids)
-        padding_mask = self.encoder_padding_mask(encoder_token_ids)
+        padding_mask = self.encoder_padding_mask(
+            encoder_token_ids, padding_mask
+        )
         x = self.encoder_embedding(encoder_token_ids)
         if self.dropout > 0:
             x = self.embedding_dropout(x, training=training)
@@ -251,17 +286,58 @@ class Transformer(keras.Model):
         return self.decoder_embedding.token_embedding(x, reverse=True)
 
     def call(self, inputs, training=None):
-        encoder_token_ids, decoder_token_ids = self._split(inputs)
-        self._check_ids("decoder_token_ids", decoder_token_ids)
-        memory = self.encode(encoder_token_ids, training=training)
-        memory_mask = self.encoder_padding_mask(encoder_token_ids)
-        x = self.decoder_embedding(decoder_token_ids)
+        source, token_ids, source_mask, target_mask = self._split(inputs)
+        self._check_ids("token_ids", token_ids)
+        memory = self.encode(source, source_mask, training=training)
+        memory_mask = self.encoder_padding_mask(source, source_mask)
+        return self.decode(
+            token_ids, memory, memory_mask, target_mask, training=training
+        )
+
+    def decode(
+        self,
+        token_ids,
+        memory,
+        memory_mask,
+        padding_mask=None,
+        with_scores=False,
+        training=None,
+    ):
+        """Runs the decoder stack on `(B, T)` target ids.
+
+        Args:
+            token_ids: `(B, T)` integer target tokens.
+            memory: `(B, S, D)`, the output of `encode`.
+            memory_mask: `(B, S)` boolean or None, True on real source
+                tokens (`encoder_padding_mask`).
+            padding_mask: optional `(B, T)` boolean, True on real targets.
+            with_scores: bool, also return the last block's
+                cross-attention scores `(B, N, T, S)`.
+            training: bool.
+
+        Returns:
+            Logits `(B, T, V)`, or `(logits, scores)`.
+        """
+        x = self.decoder_embedding(token_ids)
         if self.dropout > 0:
             x = self.embedding_dropout(x, training=training)
-        for block in self.decoder_blocks:
-            x = block(
-                x, memory, encoder_padding_mask=memory_mask, training=training
+        for i, block in enumerate(self.decoder_blocks):
+            outputs = block(
+                x,
+                memory,
+                decoder_padding_mask=padding_mask,
+                encoder_padding_mask=memory_mask,
+                training=training,
+                return_attention_scores=(
+                    with_scores and i == len(self.decoder_blocks) - 1
+                ),
             )
+            if with_scores and i == len(self.decoder_blocks) - 1:
+                x, scores = outputs
+            else:
+                x = outputs
+        if with_scores:
+            return self._logits(x), scores
         return self._logits(x)
 
     def compute_output_shape(self, input_shape):
@@ -275,18 +351,19 @@ class Transformer(keras.Model):
 
     def call_with_cache(
         self,
-        decoder_token_ids,
+        token_ids,
         memory,
         memory_mask,
         self_cache,
         cross_cache,
         cache_update_index,
         cross_cache_update_index=None,
+        return_attention_scores=False,
     ):
         """Runs the decoder on new tokens against the caches.
 
         Args:
-            decoder_token_ids: `(B, T)` new target tokens, at positions
+            token_ids: `(B, T)` new target tokens, at positions
                 `cache_update_index + t`.
             memory: `(B, S, D)` encoder output.
             memory_mask: `(B, S)` boolean or None.
@@ -295,18 +372,20 @@ class Transformer(keras.Model):
             cache_update_index: int or scalar int tensor.
             cross_cache_update_index: `0` to compute the cross caches from
                 `memory`, None to reuse them.
+            return_attention_scores: bool, also return the last block's
+                cross-attention scores `(B, N, T, S)`.
 
         Returns:
-            `(logits, self_cache, cross_cache)`.
+            `(logits, self_cache, cross_cache)`, and the scores last with
+            `return_attention_scores`.
         """
-        x = self.decoder_embedding(
-            decoder_token_ids, start_index=cache_update_index
-        )
+        x = self.decoder_embedding(token_ids, start_index=cache_update_index)
         new_self, new_cross = [], []
-        for block, s_cache, c_cache in zip(
-            self.decoder_blocks, self_cache, cross_cache
-        ):
-            x, s_cache, c_cache = block(
+        scores = None
+        blocks = zip(self.decoder_blocks, self_cache, cross_cache)
+        for i, (block, s_cache, c_cache) in enumerate(blocks):
+            last = return_attention_scores and i == len(self.decoder_blocks) - 1
+            outputs = block(
                 x,
                 memory,
                 encoder_padding_mask=memory_mask,
@@ -314,152 +393,95 @@ class Transformer(keras.Model):
                 self_attention_cache_update_index=cache_update_index,
                 cross_attention_cache=c_cache,
                 cross_attention_cache_update_index=cross_cache_update_index,
+                return_attention_scores=last,
             )
+            if last:
+                x, scores, s_cache, c_cache = outputs
+            else:
+                x, s_cache, c_cache = outputs
             new_self.append(s_cache)
             new_cross.append(c_cache)
-        return self._logits(x), tuple(new_self), tuple(new_cross)
+        outputs = (self._logits(x), tuple(new_self), tuple(new_cross))
+        return outputs + (scores,) if return_attention_scores else outputs
 
     def generate(
         self,
-        encoder_token_ids,
+        inputs,
         max_length,
-        start_token,
-        end_token=None,
         method="greedy",
+        start_token=None,
+        end_token=None,
+        pad_token=0,
         use_cache=True,
-        pad_token=None,
+        return_attention_scores=False,
         **options,
     ):
         """Decodes a target for each source sequence.
 
+        The contract shared with `TransformerLM` and `RNNSeq2Seq`, stated
+        in full in `keras_attn.models`.
+
         Args:
-            encoder_token_ids: `(B, S)` integer source tokens.
-            max_length: int, the number of tokens to generate.
-            start_token: int fed to the decoder first.
-            end_token: optional int; a sequence stops after it.
+            inputs: the source `encoder_token_ids (B, S)`, or a dict with
+                `"encoder_token_ids"` and optionally `"encoder_padding_mask"`,
+                `"token_ids"` (a decoder prompt) and `"padding_mask"` (True
+                on real tokens; prompts right-padded).
+            max_length: int, the length of the returned sequences, start
+                token and prompt included (at most `max_sequence_length`).
             method: `"greedy"`, `"beam"` or `"sample"`.
-            use_cache: bool, decode one token per step against key/value
-                caches (fast) or re-run the decoder on the whole prefix.
-            pad_token: int written after `end_token`. Defaults to
-                `padding_token`, else 0.
-            **options: arguments of the decoding loop: `beam_width`,
-                `length_penalty` (beam); `temperature`, `top_k`, `top_p`,
-                `seed` (sample).
+            start_token: int put before every decoder prompt; required
+                without one.
+            end_token: optional int; a sequence stops after it.
+            pad_token: int written after `end_token`. Defaults to `0`.
+            use_cache: bool, one token per step against key/value caches,
+                or the decoder re-run on the whole prefix.
+            return_attention_scores: bool, also return `(B, max_length, S)`
+                scores: row `i` is the last decoder block's cross-attention
+                (head average) producing token `i`; zeros on prompt rows.
+            **options: `beam_width`, `length_penalty` (beam);
+                `temperature`, `top_k`, `top_p`, `seed` (sample).
 
         Returns:
-            `(B, max_length)` int32 generated tokens (without the start
-            token).
+            `(B, max_length)` int32 tokens, or `(tokens, scores)`.
         """
         with inference_mode():
-            return self._generate(
-                encoder_token_ids,
+            parsed = parse_seq2seq_inputs(inputs)
+            source = parsed["encoder_token_ids"]
+            self._check_ids("encoder_token_ids", source)
+            if not self.built:
+                self.build({_KEYS[0]: (None, None), _KEYS[1]: (None, None)})
+            memory = self.encode(source, parsed["encoder_padding_mask"])
+            memory_mask = self.encoder_padding_mask(
+                source, parsed["encoder_padding_mask"]
+            )
+            if memory_mask is None:
+                memory_mask = ops.ones(tuple(source.shape), "bool")
+
+            def make_step(tokens, start_index, with_scores):
+                return encoder_decoder_step(
+                    self,
+                    tokens,
+                    start_index,
+                    memory,
+                    memory_mask,
+                    use_cache,
+                    with_scores,
+                )
+
+            return generate(
+                make_step,
+                parsed["token_ids"],
+                parsed["padding_mask"],
+                source.shape[0],
                 max_length,
+                method,
                 start_token,
                 end_token,
-                method,
-                use_cache,
                 pad_token,
+                return_attention_scores,
                 options,
+                max_sequence_length=self.max_sequence_length,
             )
-
-    def _generate(
-        self,
-        encoder_token_ids,
-        max_length,
-        start_token,
-        end_token,
-        method,
-        use_cache,
-        pad_token,
-        options,
-    ):
-        check_method(method)
-        check_positive_int("max_length", max_length)
-        encoder_token_ids = ops.convert_to_tensor(encoder_token_ids, "int32")
-        self._check_ids("encoder_token_ids", encoder_token_ids)
-        if max_length + 1 > self.max_sequence_length:
-            raise ValueError(
-                "`max_length` plus the start token must fit in "
-                f"`max_sequence_length` ({self.max_sequence_length}). "
-                f"Received: max_length={max_length}"
-            )
-        if pad_token is None:
-            pad_token = self.padding_token or 0
-        batch_size, source_length = encoder_token_ids.shape
-        if not self.built:
-            self.build({_KEYS[0]: (None, None), _KEYS[1]: (None, None)})
-        memory = self.encode(encoder_token_ids)
-        memory_mask = self.encoder_padding_mask(encoder_token_ids)
-        if memory_mask is None:
-            memory_mask = ops.ones((batch_size, source_length), "bool")
-        length = max_length + 1
-        tokens = ops.concatenate(
-            [
-                ops.full((batch_size, 1), start_token, dtype="int32"),
-                ops.full((batch_size, max_length), pad_token, dtype="int32"),
-            ],
-            axis=1,
-        )  # (B, 1 + max_length)
-
-        if use_cache:
-            head_dim = self.hidden_dim // self.num_heads
-
-            def zeros(n):
-                shape = (batch_size, 2, n, self.num_heads, head_dim)
-                return tuple(
-                    ops.zeros(shape, self.compute_dtype)
-                    for _ in self.decoder_blocks
-                )
-
-            # Prefill: the start token's self-attention keys and values, and
-            # the cross-attention keys and values, computed once.
-            _, self_cache, cross_cache = self.call_with_cache(
-                tokens[:, :1],
-                memory,
-                memory_mask,
-                zeros(length),
-                zeros(source_length),
-                0,
-                cross_cache_update_index=0,
-            )
-            cache = {
-                "self": self_cache,
-                "cross": cross_cache,
-                "memory": memory,
-                "memory_mask": memory_mask,
-            }
-
-            def next_fn(tokens, cache, index):
-                # (B, 1): the token at index - 1.
-                previous = ops.expand_dims(ops.take(tokens, index - 1, 1), 1)
-                logits, self_cache, cross_cache = self.call_with_cache(
-                    previous,
-                    cache["memory"],
-                    cache["memory_mask"],
-                    cache["self"],
-                    cache["cross"],
-                    index - 1,
-                )
-                cache = dict(cache, self=self_cache, cross=cross_cache)
-                return logits[:, 0, :], cache
-
-        else:
-            cache = {"memory": memory, "memory_mask": memory_mask}
-
-            def next_fn(tokens, cache, index):
-                x = self.decoder_embedding(tokens)
-                for block in self.decoder_blocks:
-                    x = block(
-                        x,
-                        cache["memory"],
-                        encoder_padding_mask=cache["memory_mask"],
-                    )
-                logits = self._logits(x)  # (B, L, V), causal
-                return ops.take(logits, index - 1, axis=1), cache
-
-        options = dict(options, end_token=end_token, pad_token=pad_token)
-        tokens = decode(next_fn, tokens, cache, 1, method, options)
-        return tokens[:, 1:]
 
     def get_config(self):
         config = super().get_config()

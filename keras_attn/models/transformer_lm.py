@@ -2,14 +2,17 @@ import keras
 from keras import ops
 
 from keras_attn._compat import inference_mode
+from keras_attn._validation import check_choice
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
 from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
-from keras_attn.models._decoding import check_method
 from keras_attn.models._decoding import check_model_sizes
-from keras_attn.models._decoding import check_positive_int
-from keras_attn.models._decoding import decode
+from keras_attn.models._decoding import empty_scores
+from keras_attn.models._decoding import generate
+from keras_attn.models._decoding import parse_lm_inputs
+from keras_attn.models._decoding import store_sizes
+from keras_attn.models._decoding import transformer_next_fn
 
 POSITIONS = ("learned", "rotary", "alibi", "relative")
 
@@ -62,17 +65,29 @@ class TransformerLM(keras.Model):
 
     Example:
 
-    >>> import numpy as np
-    >>> from keras_attn.models import TransformerLM
-    >>> model = TransformerLM(
-    ...     vocabulary_size=50, max_sequence_length=16, hidden_dim=32,
-    ...     position="rotary", num_key_value_heads=2,
-    ... )
-    >>> tuple(model(np.ones((2, 8), "int32")).shape)
-    (2, 8, 50)
-    >>> prompt = np.array([[1, 2, 3], [4, 5, 6]])
-    >>> tuple(model.generate(prompt, max_length=10).shape)
-    (2, 10)
+    ```python
+    import numpy as np
+    from keras_attn.models import TransformerLM
+
+    model = TransformerLM(
+        vocabulary_size=50,
+        max_sequence_length=16,
+        hidden_dim=32,
+        position="rotary",
+        num_key_value_heads=2,
+    )
+    logits = model(np.ones((2, 8), "int32"))  # (2, 8, 50)
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    tokens = model.generate(prompt, max_length=10)  # (2, 10)
+    # Prompts of different lengths: right-padded, with a padding mask.
+    ragged = {
+        "token_ids": np.array([[1, 2, 3], [4, 5, 0]]),
+        "padding_mask": np.array([[True, True, True], [True, True, False]]),
+    }
+    tokens, scores = model.generate(
+        ragged, max_length=10, return_attention_scores=True
+    )  # (2, 10) and (2, 10, 10)
+    ```
 
     References:
         - Radford et al., "Language Models are Unsupervised Multitask
@@ -103,18 +118,17 @@ class TransformerLM(keras.Model):
             hidden_dim,
             intermediate_dim,
         )
-        if position not in POSITIONS:
-            raise ValueError(
-                f"`position` must be one of {POSITIONS}. Received: "
-                f"position={position!r}"
-            )
+        check_choice("position", position, POSITIONS)
         super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.max_sequence_length = max_sequence_length
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        store_sizes(
+            self,
+            vocabulary_size,
+            max_sequence_length,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            intermediate_dim,
+        )
         self.num_key_value_heads = num_key_value_heads
         self.position = position
         self.dropout = dropout
@@ -222,9 +236,19 @@ class TransformerLM(keras.Model):
 
     def call(self, token_ids, training=None):
         self._check_token_ids(token_ids)
+        return self._forward(token_ids, training=training)
+
+    def _forward(self, token_ids, with_scores=False, training=None):
+        """Logits, and with `with_scores` the last block's scores."""
         x = self._embed(token_ids, training=training)
-        for block in self.blocks:
-            x = block(x, training=training)
+        scores = None
+        for i, block in enumerate(self.blocks):
+            if with_scores and i == len(self.blocks) - 1:
+                x, scores = block(x, return_attention_scores=True)
+            else:
+                x = block(x, training=training)
+        if with_scores:
+            return self._logits(x), scores
         return self._logits(x)
 
     def compute_output_shape(self, input_shape):
@@ -246,7 +270,13 @@ class TransformerLM(keras.Model):
             ops.zeros(shape, dtype=self.compute_dtype) for _ in self.blocks
         )
 
-    def call_with_cache(self, token_ids, cache, cache_update_index):
+    def call_with_cache(
+        self,
+        token_ids,
+        cache,
+        cache_update_index,
+        return_attention_scores=False,
+    ):
         """Runs `token_ids` at positions `cache_update_index + t`.
 
         Args:
@@ -254,121 +284,139 @@ class TransformerLM(keras.Model):
             cache: tuple of per-block caches from `empty_cache`.
             cache_update_index: int or scalar int tensor, the position of
                 `token_ids[:, 0]`.
+            return_attention_scores: bool, also return the last block's
+                self-attention scores `(B, N, T, L)`.
 
         Returns:
-            `(logits, cache)`: logits `(B, T, V)` and the updated caches.
+            `(logits, cache)`: logits `(B, T, V)` and the updated caches;
+            `(logits, cache, scores)` with `return_attention_scores`.
         """
         x = self._embed(token_ids, start_index=cache_update_index)
         new_cache = []
-        for block, block_cache in zip(self.blocks, cache):
-            x, block_cache = block(
+        scores = None
+        for i, (block, block_cache) in enumerate(zip(self.blocks, cache)):
+            outputs = block(
                 x,
                 self_attention_cache=block_cache,
                 self_attention_cache_update_index=cache_update_index,
+                return_attention_scores=(
+                    return_attention_scores and i == len(self.blocks) - 1
+                ),
             )
+            if len(outputs) == 3:
+                x, scores, block_cache = outputs
+            else:
+                x, block_cache = outputs
             new_cache.append(block_cache)
+        if return_attention_scores:
+            return self._logits(x), tuple(new_cache), scores
         return self._logits(x), tuple(new_cache)
 
     def generate(
         self,
-        token_ids,
+        inputs,
         max_length,
         method="greedy",
-        use_cache=True,
+        start_token=None,
         end_token=None,
         pad_token=0,
+        use_cache=True,
+        return_attention_scores=False,
         **options,
     ):
-        """Continues the prompts `token_ids` up to `max_length` tokens.
+        """Continues prompts up to `max_length` tokens in all.
+
+        The contract shared with `Transformer` and `RNNSeq2Seq` (see
+        `keras_attn.models` for the full statement): `max_length` counts the
+        prompt; prompts of different lengths go right-padded with a
+        `padding_mask`; the result is `(B, max_length)` int32 tokens, the
+        prompt included and `pad_token` after `end_token`.
 
         Args:
-            token_ids: `(B, P)` integer prompts (`P >= 1`, all of length P).
-            max_length: int, the length of the returned sequences.
+            inputs: the prompt `token_ids (B, P)`, or a dict with
+                `"token_ids"` and `"padding_mask"` (True on prompt tokens)
+                for prompts of different lengths.
+            max_length: int, the length of the returned sequences, prompt
+                included; at most `max_sequence_length` with
+                `position="learned"`.
             method: `"greedy"`, `"beam"` or `"sample"`.
+            start_token: optional int put before every prompt.
+            end_token: optional int; a sequence stops after it.
+            pad_token: int written after `end_token`. Defaults to `0`.
             use_cache: bool, decode one token per step against key/value
                 caches (fast) or re-run the whole sequence each step.
-            end_token: optional int; a sequence stops after it.
-            pad_token: int written after `end_token`.
+            return_attention_scores: bool, also return `(B, max_length,
+                max_length)` scores: row `i` is the last block's
+                self-attention (averaged over heads) when producing token
+                `i`; zeros on prompt rows.
             **options: arguments of the decoding loop: `beam_width`,
                 `length_penalty` (beam); `temperature`, `top_k`, `top_p`,
                 `seed` (sample).
 
         Returns:
-            `(B, max_length)` int32 tokens, the prompt included.
+            `(B, max_length)` int32 tokens, or `(tokens, scores)`.
         """
         with inference_mode():
-            return self._generate(
-                token_ids,
+            prompt, prompt_mask = parse_lm_inputs(inputs)
+            self._check_token_ids(prompt)
+            if not self.built:
+                self.build((None, None))
+
+            def make_step(tokens, start_index, with_scores):
+                return self._generation_step(
+                    tokens, start_index, use_cache, with_scores
+                )
+
+            return generate(
+                make_step,
+                prompt,
+                prompt_mask,
+                prompt.shape[0],
                 max_length,
                 method,
-                use_cache,
+                start_token,
                 end_token,
                 pad_token,
+                return_attention_scores,
                 options,
-            )
-
-    def _generate(
-        self,
-        token_ids,
-        max_length,
-        method,
-        use_cache,
-        end_token,
-        pad_token,
-        options,
-    ):
-        check_method(method)
-        check_positive_int("max_length", max_length)
-        token_ids = ops.convert_to_tensor(token_ids, "int32")
-        self._check_token_ids(token_ids)
-        batch_size, prompt_length = token_ids.shape
-        if not 1 <= prompt_length <= max_length:
-            raise ValueError(
-                "The prompt length must be in [1, max_length]. Received: "
-                f"token_ids.shape={tuple(token_ids.shape)}, "
-                f"max_length={max_length}"
-            )
-        if self.position == "learned" and max_length > self.max_sequence_length:
-            raise ValueError(
-                "`max_length` must be at most `max_sequence_length` "
-                f"({self.max_sequence_length}). Received: "
-                f"max_length={max_length}"
-            )
-        if not self.built:
-            self.build((None, None))
-        tokens = ops.concatenate(
-            [
-                token_ids,
-                ops.full(
-                    (batch_size, max_length - prompt_length),
-                    pad_token,
-                    dtype="int32",
+                max_sequence_length=(
+                    self.max_sequence_length
+                    if self.position == "learned"
+                    else None
                 ),
-            ],
-            axis=1,
-        )  # (B, L)
-        if use_cache:
-            # Prefill the cache with the prompt; the first step rewrites the
-            # last prompt position with the same keys and values.
-            _, cache = self.call_with_cache(
-                token_ids, self.empty_cache(batch_size, max_length), 0
             )
 
-            def next_fn(tokens, cache, index):
-                # (B, 1): the token at index - 1.
-                previous = ops.expand_dims(ops.take(tokens, index - 1, 1), 1)
-                logits, cache = self.call_with_cache(previous, cache, index - 1)
-                return logits[:, 0, :], cache
+    def _generation_step(self, tokens, start_index, use_cache, with_scores):
+        """`(next_fn, cache)` for the decoding loops (`generate`)."""
+        batch_size, max_length = tokens.shape
+        cache = {}
+        if with_scores:
+            cache["scores"] = empty_scores(batch_size, max_length, max_length)
+        if use_cache:
+            # Prefill with the common prompt; the first step rewrites its
+            # last position with the same keys and values.
+            _, cache["kv"] = self.call_with_cache(
+                tokens[:, :start_index],
+                self.empty_cache(batch_size, max_length),
+                0,
+            )
 
-        else:
-            cache = None
+        def full_pass(tokens):
+            if with_scores:
+                return self._forward(tokens, with_scores=True)
+            return self._forward(tokens), None
 
-            def next_fn(tokens, cache, index):
-                logits = self(tokens)  # (B, L, V), causal
-                return ops.take(logits, index - 1, axis=1), cache
+        def cached_step(token, cache, position):
+            outputs = self.call_with_cache(
+                token, cache["kv"], position, with_scores
+            )
+            scores = outputs[2] if with_scores else None
+            return outputs[0], dict(cache, kv=outputs[1]), scores
 
-        options = dict(options, end_token=end_token, pad_token=pad_token)
-        return decode(next_fn, tokens, cache, prompt_length, method, options)
+        next_fn = transformer_next_fn(
+            full_pass, cached_step, use_cache, with_scores
+        )
+        return next_fn, cache
 
     def get_config(self):
         config = super().get_config()

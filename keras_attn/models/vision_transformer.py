@@ -1,72 +1,16 @@
 """The Vision Transformer (ViT): an image classifier made of patch tokens."""
 
-import numbers
-
 import keras
 from keras import ops
 
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_pair
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_rate
 from keras_attn.layers.transformer.transformer_encoder import TransformerEncoder
 from keras_attn.layers.vision.patch_embedding import PatchEmbedding
 
 POOLINGS = ("cls", "mean")
-
-# Architectures of "An Image is Worth 16x16 Words" (ViT-B, ViT-L) and of
-# DeiT (ViT-Ti, ViT-S). No weights: `from_preset` builds an untrained model.
-VIT_PRESETS = {
-    "vit_tiny": dict(
-        patch_size=16, num_layers=12, num_heads=3, hidden_dim=192, mlp_dim=768
-    ),
-    "vit_small": dict(
-        patch_size=16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536
-    ),
-    "vit_base": dict(
-        patch_size=16,
-        num_layers=12,
-        num_heads=12,
-        hidden_dim=768,
-        mlp_dim=3072,
-    ),
-    "vit_large": dict(
-        patch_size=16,
-        num_layers=24,
-        num_heads=16,
-        hidden_dim=1024,
-        mlp_dim=4096,
-    ),
-}
-
-
-def _is_positive_int(value):
-    return (
-        isinstance(value, numbers.Integral)
-        and not isinstance(value, bool)
-        and value > 0
-    )
-
-
-def _check_positive_int(name, value, allow_none=False):
-    if allow_none and value is None:
-        return
-    if not _is_positive_int(value):
-        raise ValueError(
-            f"`{name}` must be a positive integer"
-            f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
-        )
-
-
-def _pair(name, value):
-    """An int or a pair of ints as a tuple of two positive ints."""
-    pair = (value, value) if _is_positive_int(value) else value
-    if (
-        not isinstance(pair, (tuple, list))
-        or len(pair) != 2
-        or not all(_is_positive_int(v) for v in pair)
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive integer or a pair of positive "
-            f"integers. Received: {name}={value!r}"
-        )
-    return tuple(int(v) for v in pair)
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -78,17 +22,18 @@ class VisionTransformer(keras.Model):
     `pooling="cls"` and learned positions), and the sequence of patch
     tokens runs through `num_layers` pre-norm transformer encoder blocks
     (`keras_attn.layers.TransformerEncoder` with `normalize_first=True` and
-    a GELU feed-forward of `mlp_dim` units). A final layer norm is followed
-    by pooling (the class token, or the mean of all tokens) and a dense
-    classification head returning logits. With `num_classes=None` the model
-    is a feature extractor returning the pooled, normalized features
+    a GELU feed-forward of `intermediate_dim` units). A final layer norm is
+    followed by pooling (the class token, or the mean of all tokens) and a
+    dense classification head returning logits. With `num_classes=None` the
+    model is a feature extractor returning the pooled, normalized features
     `(B, hidden_dim)`.
 
     A functional model: `summary()`, `fit()`, `.keras` saving and
     `get_config()` work as for any Keras model. `attention_scores(images)`
     returns each block's attention weights, for attention rollout
-    (`keras_attn.interpret.attention_rollout`). `from_preset` builds the
-    ViT-Ti/S/B/L architectures (untrained: no weights are downloaded).
+    (`keras_attn.interpret.attention_rollout`). `from_architecture` builds
+    the ViT-Ti/S/B/L architectures of `ARCHITECTURES` (untrained: no
+    weights are downloaded).
 
     Args:
         image_size: int or pair of ints `(height, width)`.
@@ -96,9 +41,10 @@ class VisionTransformer(keras.Model):
         num_layers: int, the number of encoder blocks.
         num_heads: int, the attention heads per block.
         hidden_dim: int, the token size (divisible by `num_heads`).
-        mlp_dim: int, the hidden units of each block's feed-forward network.
-        num_classes: int, the number of logits, or `None` for a headless
-            feature extractor.
+        intermediate_dim: int, the hidden units of each block's
+            feed-forward network (`mlp_dim` is accepted as an alias).
+        num_classes: int, the number of logits, or `None` (the default)
+            for a headless feature extractor.
         dropout: float, the dropout rate after the embedding and inside the
             blocks. Defaults to `0.0`.
         pooling: `"cls"` (the class token's final state) or `"mean"` (the
@@ -113,6 +59,7 @@ class VisionTransformer(keras.Model):
             `keras.config.image_data_format()`.
         dtype: the dtype policy of every layer (for example
             `"mixed_bfloat16"`). Defaults to the global policy.
+        mlp_dim: int, an alias of `intermediate_dim` (ViT's name).
         **kwargs: other arguments of `keras.Model`, such as `name`.
 
     Call arguments:
@@ -136,7 +83,7 @@ class VisionTransformer(keras.Model):
         num_layers=2,
         num_heads=2,
         hidden_dim=32,
-        mlp_dim=64,
+        intermediate_dim=64,
         num_classes=10,
     )
     images = keras.random.uniform((4, 32, 32, 3))
@@ -144,7 +91,7 @@ class VisionTransformer(keras.Model):
     scores = model.attention_scores(images)  # 2 x (4, 2, 17, 17)
 
     # ViT-S/16 architecture (untrained) for 100 classes.
-    vit_s = keras_attn.models.VisionTransformer.from_preset(
+    vit_s = keras_attn.models.VisionTransformer.from_architecture(
         "vit_small", image_size=224, num_classes=100
     )
     ```
@@ -156,6 +103,40 @@ class VisionTransformer(keras.Model):
           attention (Touvron et al., 2021).
     """
 
+    #: The standard sizes `from_architecture` builds, untrained (no weights
+    #: are downloaded): ViT-B and ViT-L of Dosovitskiy et al. and ViT-Ti
+    #: and ViT-S of DeiT, all with 16 x 16 patches.
+    ARCHITECTURES = {
+        "vit_tiny": dict(
+            patch_size=16,
+            num_layers=12,
+            num_heads=3,
+            hidden_dim=192,
+            intermediate_dim=768,
+        ),
+        "vit_small": dict(
+            patch_size=16,
+            num_layers=12,
+            num_heads=6,
+            hidden_dim=384,
+            intermediate_dim=1536,
+        ),
+        "vit_base": dict(
+            patch_size=16,
+            num_layers=12,
+            num_heads=12,
+            hidden_dim=768,
+            intermediate_dim=3072,
+        ),
+        "vit_large": dict(
+            patch_size=16,
+            num_layers=24,
+            num_heads=16,
+            hidden_dim=1024,
+            intermediate_dim=4096,
+        ),
+    }
+
     def __init__(
         self,
         image_size,
@@ -163,8 +144,8 @@ class VisionTransformer(keras.Model):
         num_layers,
         num_heads,
         hidden_dim,
-        mlp_dim,
-        num_classes,
+        intermediate_dim=None,
+        num_classes=None,
         dropout=0.0,
         pooling="cls",
         num_channels=3,
@@ -173,11 +154,13 @@ class VisionTransformer(keras.Model):
         classifier_activation=None,
         data_format=None,
         dtype=None,
+        mlp_dim=None,
         **kwargs,
     ):
         # Checks before any layer or backend op.
-        image_size = _pair("image_size", image_size)
-        patch_size = _pair("patch_size", patch_size)
+        intermediate_dim = _intermediate_dim(intermediate_dim, mlp_dim)
+        image_size = check_pair("image_size", image_size)
+        patch_size = check_pair("patch_size", patch_size)
         if image_size[0] % patch_size[0] or image_size[1] % patch_size[1]:
             raise ValueError(
                 f"`patch_size` must divide `image_size`. Received: "
@@ -187,28 +170,17 @@ class VisionTransformer(keras.Model):
             ("num_layers", num_layers),
             ("num_heads", num_heads),
             ("hidden_dim", hidden_dim),
-            ("mlp_dim", mlp_dim),
             ("num_channels", num_channels),
         ):
-            _check_positive_int(name, value)
-        _check_positive_int("num_classes", num_classes, allow_none=True)
+            check_positive_int(name, value)
+        check_positive_int("num_classes", num_classes, allow_none=True)
         if hidden_dim % num_heads:
             raise ValueError(
                 "`hidden_dim` must be divisible by `num_heads`. Received: "
                 f"hidden_dim={hidden_dim}, num_heads={num_heads}"
             )
-        if pooling not in POOLINGS:
-            raise ValueError(
-                "`pooling` must be 'cls' or 'mean'. Received: "
-                f"pooling={pooling!r}"
-            )
-        if isinstance(dropout, bool) or not (
-            isinstance(dropout, numbers.Real) and 0 <= dropout < 1
-        ):
-            raise ValueError(
-                "`dropout` must be a number in [0, 1). Received: "
-                f"dropout={dropout!r}"
-            )
+        check_choice("pooling", pooling, POOLINGS)
+        check_rate("dropout", dropout)
         data_format = data_format or keras.config.image_data_format()
 
         # === Layers ===
@@ -226,7 +198,7 @@ class VisionTransformer(keras.Model):
         )
         encoder_layers = [
             TransformerEncoder(
-                intermediate_dim=mlp_dim,
+                intermediate_dim=intermediate_dim,
                 num_heads=num_heads,
                 dropout=dropout,
                 activation="gelu",
@@ -273,7 +245,7 @@ class VisionTransformer(keras.Model):
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.hidden_dim = hidden_dim
-        self.mlp_dim = mlp_dim
+        self.intermediate_dim = intermediate_dim
         self.num_classes = num_classes
         self.dropout = dropout
         self.pooling = pooling
@@ -290,6 +262,11 @@ class VisionTransformer(keras.Model):
         self.encoder_layers = encoder_layers
         self.final_norm = final_norm
         self.head = head
+
+    @property
+    def mlp_dim(self):
+        """The alias of `intermediate_dim` (ViT's name)."""
+        return self.intermediate_dim
 
     @property
     def grid_size(self):
@@ -320,26 +297,24 @@ class VisionTransformer(keras.Model):
         return scores
 
     @classmethod
-    def from_preset(cls, preset, image_size=224, num_classes=None, **kwargs):
-        """An untrained ViT of a standard size.
+    def from_architecture(
+        cls, name, image_size=224, num_classes=None, **kwargs
+    ):
+        """An untrained ViT of a standard size (no weights are loaded).
 
         Args:
-            preset: `"vit_tiny"`, `"vit_small"`, `"vit_base"` or
-                `"vit_large"` (patch size 16; see `VIT_PRESETS`).
+            name: `"vit_tiny"`, `"vit_small"`, `"vit_base"` or
+                `"vit_large"`, a key of `VisionTransformer.ARCHITECTURES`.
             image_size: int or pair of ints. Defaults to `224`.
             num_classes: int or `None` (headless). Defaults to `None`.
-            **kwargs: other constructor arguments, overriding the preset's
-                (for example `patch_size=32` for ViT-B/32).
+            **kwargs: other constructor arguments, overriding the
+                architecture's (for example `patch_size=32` for ViT-B/32).
 
         Returns:
             A `VisionTransformer` with fresh weights.
         """
-        if preset not in VIT_PRESETS:
-            raise ValueError(
-                f"`preset` must be one of {sorted(VIT_PRESETS)}. Received: "
-                f"preset={preset!r}"
-            )
-        config = {**VIT_PRESETS[preset], **kwargs}
+        check_choice("name", name, sorted(cls.ARCHITECTURES))
+        config = {**cls.ARCHITECTURES[name], **kwargs}
         return cls(image_size=image_size, num_classes=num_classes, **config)
 
     def get_config(self):
@@ -354,7 +329,7 @@ class VisionTransformer(keras.Model):
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
             "hidden_dim": self.hidden_dim,
-            "mlp_dim": self.mlp_dim,
+            "intermediate_dim": self.intermediate_dim,
             "num_classes": self.num_classes,
             "dropout": self.dropout,
             "pooling": self.pooling,
@@ -374,3 +349,19 @@ class VisionTransformer(keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
+
+
+def _intermediate_dim(intermediate_dim, mlp_dim):
+    """`intermediate_dim`, or its alias `mlp_dim`; one of them required."""
+    if mlp_dim is not None and intermediate_dim not in (None, mlp_dim):
+        raise ValueError(
+            "`mlp_dim` is an alias of `intermediate_dim`: give one. Received: "
+            f"intermediate_dim={intermediate_dim!r}, mlp_dim={mlp_dim!r}"
+        )
+    value = mlp_dim if intermediate_dim is None else intermediate_dim
+    if value is None:
+        raise ValueError(
+            "`intermediate_dim` (or its alias `mlp_dim`) is required. "
+            "Received: intermediate_dim=None"
+        )
+    return check_positive_int("intermediate_dim", value)

@@ -1,6 +1,14 @@
-"""Pure functions on `keras.ops`: the attention core, masks and positions."""
+"""Pure functions on `keras.ops`: the attention core, masks, the masked
+softmax and positions."""
 
 from keras_attn.ops.attention import scaled_dot_product_attention
+from keras_attn.ops.attention_axes import fold_attention_axes
+from keras_attn.ops.attention_axes import fold_attention_mask
+from keras_attn.ops.attention_axes import unfold_attention_axes
+from keras_attn.ops.attention_axes import unfold_attention_scores
+from keras_attn.ops.masked_softmax import masked_softmax
+from keras_attn.ops.masks import attention_mask_from
+from keras_attn.ops.masks import cache_mask_from_step
 from keras_attn.ops.masks import causal_mask
 from keras_attn.ops.masks import combine_masks
 from keras_attn.ops.masks import sliding_window_mask
@@ -19,8 +27,13 @@ __all__ = [
     "alibi_bias",
     "alibi_slopes",
     "apply_rotary",
+    "attention_mask_from",
+    "cache_mask_from_step",
     "causal_mask",
     "combine_masks",
+    "fold_attention_axes",
+    "fold_attention_mask",
+    "masked_softmax",
     "relative_position_buckets",
     "rotary_cos_sin",
     "scaled_dot_product_attention",
@@ -30,4 +43,6 @@ __all__ = [
     "sine_position_encoding",
     "sliding_window_mask",
     "t5_relative_position_bucket",
+    "unfold_attention_axes",
+    "unfold_attention_scores",
 ]

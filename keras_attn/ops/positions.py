@@ -315,8 +315,8 @@ def alibi_bias(
 
     Args:
         num_heads: int, the number of heads `N`.
-        query_length: int, `T`.
-        key_length: int, `S`.
+        query_length: int or scalar int tensor, `T`.
+        key_length: int or scalar int tensor, `S`.
         alibi_bias_max: number, see `alibi_slopes`.
         start_index: int or scalar tensor, the key position of query 0.
             Defaults to `S - T` (queries are the last positions, as in a
@@ -327,8 +327,14 @@ def alibi_bias(
     Returns:
         A float32 tensor of shape `(1, num_heads, query_length, key_length)`.
     """
-    _check_positive_int("query_length", query_length)
-    _check_positive_int("key_length", key_length)
+    for name, value in (
+        ("query_length", query_length),
+        ("key_length", key_length),
+    ):
+        # A scalar tensor is a length unknown until run time (a None
+        # sequence axis); Python values are checked here.
+        if isinstance(value, (numbers.Number, type(None))):
+            _check_positive_int(name, value)
     if start_index is None:
         start_index = key_length - query_length
     slopes = alibi_slopes(num_heads, alibi_bias_max)

@@ -59,11 +59,14 @@ def test_call_and_generate_shapes_and_config(rng, kwargs):
     assert tuple(logits.shape) == (3, 7, VOCAB + 1)
     np.testing.assert_allclose(_np(alignments).sum(-1), 1.0, atol=1e-5)
     tokens, gen_alignments = model.generate(
-        source, max_length=6, start_token=START
+        source, max_length=7, start_token=START, return_attention_scores=True
     )
-    assert tuple(tokens.shape) == (3, 6)
-    assert tuple(gen_alignments.shape) == (3, 6, LENGTH)
-    np.testing.assert_allclose(_np(gen_alignments).sum(-1), 1.0, atol=1e-5)
+    assert tuple(tokens.shape) == (3, 7)
+    assert tuple(gen_alignments.shape) == (3, 7, LENGTH)
+    np.testing.assert_allclose(_np(gen_alignments)[:, 0], 0.0)
+    np.testing.assert_allclose(
+        _np(gen_alignments)[:, 1:].sum(-1), 1.0, atol=1e-5
+    )
     restored = RNNSeq2Seq.from_config(model.get_config())
     assert restored.get_config() == model.get_config()
 
@@ -72,12 +75,18 @@ def test_generate_matches_teacher_forcing(rng):
     """Greedy tokens fed back through `call` reproduce the same argmax."""
     source, _, _ = _reverse_data(rng, 4)
     model = _small_model()
-    tokens, alignments = model.generate(source, max_length=5, start_token=START)
+    tokens, alignments = model.generate(
+        source, max_length=6, start_token=START, return_attention_scores=True
+    )
     tokens = _np(tokens)
-    decoder_in = np.concatenate([np.full((4, 1), START), tokens[:, :-1]], 1)
-    logits, tf_alignments = model((source, decoder_in), return_alignments=True)
-    np.testing.assert_array_equal(np.argmax(_np(logits), -1), tokens)
-    np.testing.assert_allclose(_np(alignments), _np(tf_alignments), atol=1e-5)
+    assert np.all(tokens[:, 0] == START)
+    logits, tf_alignments = model(
+        (source, tokens[:, :-1]), return_alignments=True
+    )
+    np.testing.assert_array_equal(np.argmax(_np(logits), -1), tokens[:, 1:])
+    np.testing.assert_allclose(
+        _np(alignments)[:, 1:], _np(tf_alignments), atol=1e-5
+    )
 
 
 def test_padding_token_masks_source(rng):
@@ -93,7 +102,9 @@ def test_padding_token_masks_source(rng):
     changed[:, 8] = 5
     logits2 = model((changed, decoder_in))
     assert not np.allclose(_np(logits), _np(logits2))
-    _, generated_alignments = model.generate(source, 4, START)
+    _, generated_alignments = model.generate(
+        source, 5, start_token=START, return_attention_scores=True
+    )
     assert np.all(_np(generated_alignments)[:, :, 7:] == 0)
 
 
@@ -186,7 +197,10 @@ def trained_reverser():
 def test_learns_to_reverse(trained_reverser):
     model, seconds = trained_reverser
     source, _, target = _reverse_data(np.random.default_rng(2), 500)
-    tokens, alignments = model.generate(source, LENGTH, START)
+    tokens, alignments = model.generate(
+        source, LENGTH + 1, start_token=START, return_attention_scores=True
+    )
+    tokens, alignments = _np(tokens)[:, 1:], _np(alignments)[:, 1:]
     exact = np.mean(np.all(_np(tokens) == target, axis=1))
     print(f"reverse exact match {exact:.3f} after {seconds:.0f} s training")
     assert exact >= 0.95, exact
@@ -200,31 +214,52 @@ def test_learns_to_reverse(trained_reverser):
 def test_beam_search_on_trained_model(trained_reverser):
     model, _ = trained_reverser
     source, _, target = _reverse_data(np.random.default_rng(3), 64)
-    greedy, greedy_alignments = model.generate(source, LENGTH, START)
-    beam1, beam1_alignments = model.generate(
-        source, LENGTH, START, beam_width=1
+    greedy = _np(model.generate(source, LENGTH + 1, start_token=START))
+    beam1 = _np(
+        model.generate(
+            source, LENGTH + 1, "beam", start_token=START, beam_width=1
+        )
     )
-    # `generate` hands beam_width=1 to greedy search, so this equality is the
-    # API contract; beam search of width 1 against greedy is checked on its
-    # own in tests/generation. The independent check is the true reversal.
-    np.testing.assert_array_equal(_np(greedy), _np(beam1))
-    assert np.mean(np.all(_np(greedy) == target, axis=1)) >= 0.95
+    # Beam search of width 1 is greedy search; the independent check is
+    # the true reversal.
+    np.testing.assert_array_equal(greedy, beam1)
+    assert np.mean(np.all(greedy[:, 1:] == target, axis=1)) >= 0.95
     beam3, beam3_alignments = model.generate(
-        source, LENGTH, START, beam_width=3, length_penalty=0.6
+        source,
+        LENGTH + 1,
+        "beam",
+        start_token=START,
+        return_attention_scores=True,
+        beam_width=3,
+        length_penalty=0.6,
     )
-    assert np.mean(np.all(_np(beam3) == target, axis=1)) >= 0.95
-    assert tuple(beam3_alignments.shape) == (64, LENGTH, LENGTH)
+    assert np.mean(np.all(_np(beam3)[:, 1:] == target, axis=1)) >= 0.95
+    assert tuple(beam3_alignments.shape) == (64, LENGTH + 1, LENGTH)
 
 
 @pytest.mark.large
 def test_save_and_load_trained_gives_same_generations(trained_reverser):
     model, _ = trained_reverser
     source, _, _ = _reverse_data(np.random.default_rng(4), 32)
-    tokens, alignments = model.generate(source, LENGTH, START, beam_width=2)
+    tokens, alignments = model.generate(
+        source,
+        LENGTH + 1,
+        "beam",
+        start_token=START,
+        return_attention_scores=True,
+        beam_width=2,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "reverser.keras")
         model.save(path)
         loaded = keras.saving.load_model(path)
-    tokens2, alignments2 = loaded.generate(source, LENGTH, START, beam_width=2)
+    tokens2, alignments2 = loaded.generate(
+        source,
+        LENGTH + 1,
+        "beam",
+        start_token=START,
+        return_attention_scores=True,
+        beam_width=2,
+    )
     np.testing.assert_array_equal(_np(tokens), _np(tokens2))
     np.testing.assert_allclose(_np(alignments), _np(alignments2), atol=1e-5)

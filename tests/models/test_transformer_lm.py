@@ -44,6 +44,87 @@ def _greedy_reference(model, prompt, max_length):
     return tokens
 
 
+def _random_lm(rng, **kwargs):
+    model = TransformerLM(
+        30, 12, num_heads=2, hidden_dim=16, tie_weights=False, **kwargs
+    )
+    model.build((None, None))
+    _randomize(model, rng)
+    return model
+
+
+def _ragged(prompts, width):
+    token_ids = np.zeros((len(prompts), width), "int32")
+    for b, p in enumerate(prompts):
+        token_ids[b, : len(p)] = p
+    mask = (
+        np.arange(width)[None, :] < np.array([len(p) for p in prompts])[:, None]
+    )
+    return {"token_ids": token_ids, "padding_mask": mask}
+
+
+@pytest.mark.parametrize("position", ["learned", "alibi"])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_ragged_prompts(rng, position, use_cache):
+    # Prompts of lengths 2, 4 and 3 in one batch: each row continues its
+    # own prompt, as the row alone would.
+    model = _random_lm(rng, position=position)
+    prompts = [[5, 6], [7, 8, 9, 10], [11, 12, 13]]
+    generated = _np(
+        model.generate(_ragged(prompts, 4), 10, use_cache=use_cache)
+    )
+    for b, p in enumerate(prompts):
+        expected = _greedy_reference(model, np.array([p]), 10)
+        np.testing.assert_array_equal(generated[b], expected[0])
+
+
+def test_ragged_prompts_beam_and_sample(rng):
+    model = _random_lm(rng, position="rotary")
+    inputs = _ragged([[5, 6], [7, 8, 9, 10]], 4)
+    for method, options in (
+        ("beam", {"beam_width": 3}),
+        ("sample", {"top_k": 4, "seed": 1}),
+    ):
+        cached = _np(model.generate(inputs, 10, method=method, **options))
+        uncached = _np(
+            model.generate(
+                inputs, 10, method=method, use_cache=False, **options
+            )
+        )
+        np.testing.assert_array_equal(cached, uncached)
+        np.testing.assert_array_equal(cached[0, :2], [5, 6])
+        np.testing.assert_array_equal(cached[1, :4], [7, 8, 9, 10])
+    # Beam search with one beam is greedy search.
+    np.testing.assert_array_equal(
+        _np(model.generate(inputs, 10, method="beam", beam_width=1)),
+        _np(model.generate(inputs, 10)),
+    )
+
+
+def test_attention_scores(rng):
+    model = _random_lm(rng, position="rotary")
+    prompt = rng.integers(1, 30, (2, 3))
+    tokens, scores = model.generate(prompt, 8, return_attention_scores=True)
+    tokens, scores = _np(tokens), _np(scores)
+    assert scores.shape == (2, 8, 8)
+    np.testing.assert_array_equal(tokens, _greedy_reference(model, prompt, 8))
+    # Reference: the last block's self-attention of a full pass on the
+    # generated tokens, averaged over heads; row i is query i - 1.
+    x = model.token_embedding(tokens)
+    for block in model.blocks[:-1]:
+        x = block(x)
+    _, full = model.blocks[-1](x, return_attention_scores=True)
+    full = _np(full).mean(axis=1)  # (B, L, L)
+    np.testing.assert_allclose(scores[:, :3], 0.0)  # prompt rows
+    np.testing.assert_allclose(scores[:, 3:], full[:, 2:-1], atol=1e-5)
+    uncached = _np(
+        model.generate(
+            prompt, 8, use_cache=False, return_attention_scores=True
+        )[1]
+    )
+    np.testing.assert_allclose(uncached, scores, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -132,6 +213,16 @@ def test_bad_arguments():
         model.generate(np.ones((1, 2), "int32"), 9)
     with pytest.raises(ValueError, match="method='top'"):
         model.generate(np.ones((1, 2), "int32"), 6, method="top")
+    with pytest.raises(ValueError, match="padding_mask"):
+        model.generate(
+            {
+                "token_ids": np.ones((1, 3), "int32"),
+                "padding_mask": [[1, 0, 1]],
+            },
+            6,
+        )
+    with pytest.raises(ValueError, match="prompt"):
+        model.generate(np.ones((1, 7), "int32"), 6)
     with pytest.raises(ValueError, match="token_ids.shape"):
         model(np.ones((2, 3, 1), "int32"))
 

@@ -9,7 +9,6 @@ from keras import ops
 
 from keras_attn.interpret import attention_rollout
 from keras_attn.models import VisionTransformer
-from keras_attn.models.vision_transformer import VIT_PRESETS
 
 
 def _np(x):
@@ -23,7 +22,7 @@ def _small(**kwargs):
         num_layers=2,
         num_heads=2,
         hidden_dim=16,
-        mlp_dim=32,
+        intermediate_dim=32,
         num_classes=5,
         num_channels=1,
     )
@@ -175,15 +174,16 @@ def _vit_param_count(patch, channels, image, layers, dim, mlp, classes):
     return embed + layers * (attention + mlp_params + norms) + 2 * dim + head
 
 
-def test_presets():
-    assert VIT_PRESETS["vit_small"]["hidden_dim"] == 384
-    assert VIT_PRESETS["vit_base"]["num_heads"] == 12
-    model = VisionTransformer.from_preset("vit_tiny", num_classes=1000)
+def test_architectures():
+    architectures = VisionTransformer.ARCHITECTURES
+    assert architectures["vit_small"]["hidden_dim"] == 384
+    assert architectures["vit_base"]["num_heads"] == 12
+    model = VisionTransformer.from_architecture("vit_tiny", num_classes=1000)
     # ViT-Ti/16 at 224 x 224 with a 1000-class head: 5,717,416 parameters.
     expected = _vit_param_count(16, 3, 224, 12, 192, 768, 1000)
     assert expected == 5_717_416
     assert model.count_params() == expected
-    small = VisionTransformer.from_preset(
+    small = VisionTransformer.from_architecture(
         "vit_small", image_size=32, patch_size=8, num_layers=1
     )
     assert small.num_classes is None and small.hidden_dim == 384
@@ -208,9 +208,29 @@ def test_bad_arguments(kwargs, match):
         _small(**kwargs)
 
 
-def test_unknown_preset():
-    with pytest.raises(ValueError, match="preset='vit_huge'"):
-        VisionTransformer.from_preset("vit_huge")
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="name='vit_huge'"):
+        VisionTransformer.from_architecture("vit_huge")
+
+
+def test_mlp_dim_is_an_alias_of_intermediate_dim(rng):
+    model = _small(intermediate_dim=None, mlp_dim=24)
+    assert model.intermediate_dim == model.mlp_dim == 24
+    assert model.get_config()["intermediate_dim"] == 24
+    block = model.encoder_layers[0]
+    assert block.intermediate_dim == 24
+    with pytest.raises(ValueError, match="intermediate_dim=32, mlp_dim=24"):
+        _small(mlp_dim=24)
+    with pytest.raises(ValueError, match="intermediate_dim=None"):
+        _small(intermediate_dim=None)
+
+
+@pytest.mark.parametrize("channels", [3, 2])
+def test_channel_count_differs_from_build(channels):
+    # Defect 2: (2, 8, 8, 3) into num_channels=1 gave a batch of 6.
+    model = _small(num_channels=1)
+    with pytest.raises(ValueError, match=f"num_channels=1.*{channels}"):
+        model(np.zeros((2, 8, 8, channels), "float32"))
 
 
 def _digits():
@@ -234,7 +254,7 @@ def test_learns_digits():
         num_layers=1,
         num_heads=4,
         hidden_dim=32,
-        mlp_dim=64,
+        intermediate_dim=64,
         num_classes=10,
         num_channels=1,
     )

@@ -315,7 +315,7 @@ BAD_CASES = [
         (2, 5, 4, 8),
         (2, 5, 4, 8),
         {"dropout_rate": 1.0},
-        "`dropout_rate` must be in",
+        "`dropout_rate` must be a float in",
     ),
     (
         (2, 4, 4, 8),

@@ -2,6 +2,10 @@
 
 import keras
 
+from keras_attn._validation import check_choice
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_number
+from keras_attn._validation import check_rate
 from keras_attn.layers.attention.multi_head_attention import MultiHeadAttention
 from keras_attn.layers.embeddings.alibi_bias import AlibiBias
 from keras_attn.layers.embeddings.relative_position_bias import (
@@ -10,9 +14,6 @@ from keras_attn.layers.embeddings.relative_position_bias import (
 from keras_attn.layers.embeddings.rotary_embedding import RotaryEmbedding
 from keras_attn.layers.transformer._utils import NORMS
 from keras_attn.layers.transformer._utils import POSITIONS
-from keras_attn.layers.transformer._utils import check_choice
-from keras_attn.layers.transformer._utils import check_dropout
-from keras_attn.layers.transformer._utils import check_positive_int
 from keras_attn.layers.transformer._utils import clone_initializer
 from keras_attn.layers.transformer._utils import make_norm
 from keras_attn.layers.transformer.feed_forward import FeedForward
@@ -54,18 +55,11 @@ class TransformerBlock(keras.layers.Layer):
                 f"num_key_value_heads={num_key_value_heads}"
             )
         check_positive_int("sliding_window", sliding_window, allow_none=True)
-        check_dropout("dropout", dropout)
-        check_dropout("attention_dropout", attention_dropout, allow_none=True)
+        check_rate("dropout", dropout)
+        check_rate("attention_dropout", attention_dropout, allow_none=True)
         check_choice("norm", norm, NORMS)
         check_choice("position", position, POSITIONS)
-        if isinstance(layer_norm_epsilon, bool) or not (
-            isinstance(layer_norm_epsilon, (int, float))
-            and layer_norm_epsilon > 0
-        ):
-            raise ValueError(
-                "`layer_norm_epsilon` must be a positive number. Received: "
-                f"layer_norm_epsilon={layer_norm_epsilon!r}"
-            )
+        check_positive_number("layer_norm_epsilon", layer_norm_epsilon)
         super().__init__(**kwargs)
         self.intermediate_dim = intermediate_dim
         self.num_heads = num_heads
@@ -130,8 +124,9 @@ class TransformerBlock(keras.layers.Layer):
             self.intermediate_dim,
             activation=self.activation,
             gated=self.gated,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
+            # Not cloned: FeedForward clones per Dense, as keras-hub does.
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
             name="feedforward",
         )
@@ -173,6 +168,20 @@ class TransformerBlock(keras.layers.Layer):
             x = dropout(x, training=training)
         x = x + residual
         return x if self.normalize_first else norm(x)
+
+    def _feedforward_block(self, x, training):
+        """The feed-forward sublayer with its residual and normalization."""
+        residual = x
+        if self.normalize_first:
+            x = self._feedforward_layer_norm(x)
+        x = self._feedforward_layer(x, training=training)
+        return self._residual(
+            x,
+            residual,
+            self._feedforward_layer_norm,
+            self._feedforward_dropout,
+            training,
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -3,36 +3,12 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_mask_dtype
+from keras_attn._validation import shapes_compatible
+from keras_attn._validation import static_shape
+
 NORMS = ("layer_norm", "rms_norm")
 POSITIONS = (None, "rotary", "alibi", "relative")
-
-
-def check_positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive integer"
-            f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
-        )
-
-
-def check_dropout(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not (
-        isinstance(value, (int, float)) and 0.0 <= value < 1.0
-    ):
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
-        )
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
-        )
 
 
 def clone_initializer(initializer):
@@ -51,16 +27,12 @@ def make_norm(norm, epsilon, dtype, name):
     )
 
 
-def keras_mask(x):
-    return getattr(x, "_keras_mask", None)
-
-
 def check_sequence(name, x, features):
-    shape = tuple(x.shape)
-    if len(shape) != 3 or (features is not None and shape[-1] != features):
+    shape = static_shape(x)
+    if not shapes_compatible(shape, (None, None, features)):
         raise ValueError(
             f"`{name}` must have shape (batch, length, {features}). "
-            f"Received: {name}.shape={shape}"
+            f"Received: {name}.shape={tuple(x.shape)}"
         )
 
 
@@ -79,30 +51,23 @@ def check_masks(sequence_name, sequence, padding, attention, key_length=None):
     ):
         if mask is None:
             continue
-        dtype = keras.backend.standardize_dtype(mask.dtype)
-        if dtype != "bool" and "int" not in dtype and "float" not in dtype:
-            raise ValueError(
-                f"`{name}` must be a boolean (or 0/1 numeric) tensor. "
-                f"Received: {name}.dtype={dtype}"
-            )
-        shape = tuple(mask.shape)
-        if len(shape) != len(expected) or any(
-            a is not None and b is not None and a != b
-            for a, b in zip(shape, expected)
-        ):
+        check_mask_dtype(name, mask)
+        shape = static_shape(mask)
+        if not shapes_compatible(shape, expected):
             raise ValueError(
                 f"`{name}` must have shape {expected} to match "
                 f"`{sequence_name}`. Received: {name}.shape={shape}"
             )
 
 
-def merge_masks(sequence, padding_mask, attention_mask):
+def merge_masks(padding_mask, attention_mask, keras_mask=None):
     """keras-hub's merge: padding `(B, S)` -> `(B, 1, S)`, AND attention.
 
-    The Keras mask of `sequence` stands in for a missing `padding_mask`.
+    `keras_mask` (the Keras mask of the sequence, which Keras hands to the
+    block's `call`) stands in for a missing `padding_mask`.
     """
     if padding_mask is None:
-        padding_mask = keras_mask(sequence)
+        padding_mask = keras_mask
     mask = None
     if padding_mask is not None:
         # (B, 1, S)

@@ -1,7 +1,7 @@
 import keras
 
-from keras_attn.layers.transformer._utils import check_dropout
-from keras_attn.layers.transformer._utils import check_positive_int
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_rate
 from keras_attn.layers.transformer._utils import clone_initializer
 
 
@@ -72,7 +72,7 @@ class FeedForward(keras.layers.Layer):
     ):
         check_positive_int("intermediate_dim", intermediate_dim)
         check_positive_int("output_dim", output_dim, allow_none=True)
-        check_dropout("dropout", dropout)
+        check_rate("dropout", dropout)
         super().__init__(**kwargs)
         self.intermediate_dim = intermediate_dim
         self.activation = keras.activations.get(activation)

@@ -86,35 +86,44 @@ class TransformerDecoder(TransformerBlock):
         use_causal_mask: bool, position `i` attends only positions `<= i`.
             Defaults to `True`.
         training: bool, whether dropout is active.
+        return_attention_scores: bool, also return the attention weights
+            `(B, N, T, S)`: of the cross-attention when the block has one,
+            else of the self-attention (`S` = the cache length with a
+            cache). Defaults to `False`.
+        mask, decoder_sequence_mask, encoder_sequence_mask: the Keras masks
+            of the sequences, filled in by Keras (`mask` when
+            `decoder_sequence` is the only tensor argument); they stand in
+            for missing padding masks. Not to be passed by hand.
 
     Returns:
-        The output `(B, T, D)`; with caches, `(output, self_attention_cache)`
-        without cross-attention and `(output, self_attention_cache,
-        cross_attention_cache)` with it.
+        The output `(B, T, D)`; with `return_attention_scores`, `(output,
+        scores)`; with caches, the updated `self_attention_cache` and (with
+        cross-attention) `cross_attention_cache` follow, in that order.
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_attn
-    >>> decoder = keras_attn.layers.TransformerDecoder(
-    ...     intermediate_dim=64, num_heads=4
-    ... )
-    >>> x = np.random.rand(2, 6, 32).astype("float32")
-    >>> memory = np.random.rand(2, 9, 32).astype("float32")
-    >>> tuple(decoder(x, memory).shape)
-    (2, 6, 32)
-    >>> # One cached step at position 3.
-    >>> self_cache = np.zeros((2, 2, 6, 4, 8), "float32")
-    >>> cross_cache = np.zeros((2, 2, 9, 4, 8), "float32")
-    >>> out, self_cache, cross_cache = decoder(
-    ...     x[:, 3:4], memory,
-    ...     self_attention_cache=self_cache,
-    ...     self_attention_cache_update_index=3,
-    ...     cross_attention_cache=cross_cache,
-    ...     cross_attention_cache_update_index=0,
-    ... )
-    >>> tuple(out.shape)
-    (2, 1, 32)
+    ```python
+    import numpy as np
+    import keras_attn
+
+    decoder = keras_attn.layers.TransformerDecoder(
+        intermediate_dim=64, num_heads=4
+    )
+    x = np.random.rand(2, 6, 32).astype("float32")
+    memory = np.random.rand(2, 9, 32).astype("float32")
+    outputs = decoder(x, memory)  # (2, 6, 32)
+    # One cached step at position 3.
+    self_cache = np.zeros((2, 2, 6, 4, 8), "float32")
+    cross_cache = np.zeros((2, 2, 9, 4, 8), "float32")
+    step, self_cache, cross_cache = decoder(
+        x[:, 3:4],
+        memory,
+        self_attention_cache=self_cache,
+        self_attention_cache_update_index=3,
+        cross_attention_cache=cross_cache,
+        cross_attention_cache_update_index=0,
+    )  # step: (2, 1, 32)
+    ```
 
     References:
         - Vaswani et al., "Attention Is All You Need", 2017.
@@ -124,14 +133,17 @@ class TransformerDecoder(TransformerBlock):
 
     _bidirectional = False
 
-    def __init__(self, intermediate_dim, num_heads, **kwargs):
+    @classmethod
+    def from_config(cls, config):
         # keras-hub's config carries the build shapes; accept them, so that
         # `from_config(hub_decoder.get_config())` gives a built block.
-        decoder_shape = kwargs.pop("decoder_sequence_shape", None)
-        encoder_shape = kwargs.pop("encoder_sequence_shape", None)
-        super().__init__(intermediate_dim, num_heads, **kwargs)
+        config = dict(config)
+        decoder_shape = config.pop("decoder_sequence_shape", None)
+        encoder_shape = config.pop("encoder_sequence_shape", None)
+        layer = super().from_config(config)
         if decoder_shape is not None:
-            self.build(decoder_shape, encoder_shape)
+            layer.build(decoder_shape, encoder_shape)
+        return layer
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         decoder_sequence_shape = tuple(decoder_sequence_shape)
@@ -280,6 +292,10 @@ class TransformerDecoder(TransformerBlock):
         cross_attention_cache_update_index=None,
         use_causal_mask=True,
         training=None,
+        return_attention_scores=False,
+        mask=None,
+        decoder_sequence_mask=None,
+        encoder_sequence_mask=None,
     ):
         self._check_call(
             decoder_sequence,
@@ -296,7 +312,11 @@ class TransformerDecoder(TransformerBlock):
         # (B, 1 | T, S) boolean or None; the causal mask is added by the
         # attention layer (aligned to the cache index with a cache).
         self_mask = merge_masks(
-            decoder_sequence, decoder_padding_mask, decoder_attention_mask
+            decoder_padding_mask,
+            decoder_attention_mask,
+            decoder_sequence_mask
+            if decoder_sequence_mask is not None
+            else mask,
         )
         query_length = _length(decoder_sequence, 1)
         key_length = (
@@ -317,12 +337,12 @@ class TransformerDecoder(TransformerBlock):
             attention_bias=bias,
             cache=self_attention_cache,
             cache_update_index=self_attention_cache_update_index,
+            return_attention_scores=return_attention_scores,
             training=training,
         )
-        if has_cache:
-            x, self_attention_cache = outputs
-        else:
-            x = outputs
+        x, scores, self_attention_cache = _unpack(
+            outputs, return_attention_scores, has_cache
+        )
         x = self._residual(
             x,
             residual,
@@ -334,7 +354,9 @@ class TransformerDecoder(TransformerBlock):
         # Cross-attention block.
         if self._cross_attention_layer is not None:
             cross_mask = merge_masks(
-                encoder_sequence, encoder_padding_mask, encoder_attention_mask
+                encoder_padding_mask,
+                encoder_attention_mask,
+                encoder_sequence_mask,
             )
             residual = x
             if self.normalize_first:
@@ -345,12 +367,14 @@ class TransformerDecoder(TransformerBlock):
                 attention_mask=cross_mask,
                 cache=cross_attention_cache,
                 cache_update_index=cross_attention_cache_update_index,
+                return_attention_scores=return_attention_scores,
                 training=training,
             )
-            if cross_attention_cache is not None:
-                x, cross_attention_cache = outputs
-            else:
-                x = outputs
+            x, scores, cross_attention_cache = _unpack(
+                outputs,
+                return_attention_scores,
+                cross_attention_cache is not None,
+            )
             x = self._residual(
                 x,
                 residual,
@@ -359,23 +383,13 @@ class TransformerDecoder(TransformerBlock):
                 training,
             )
 
-        # Feed-forward block.
-        residual = x
-        if self.normalize_first:
-            x = self._feedforward_layer_norm(x)
-        x = self._feedforward_layer(x, training=training)
-        x = self._residual(
-            x,
-            residual,
-            self._feedforward_layer_norm,
-            self._feedforward_dropout,
-            training,
-        )
-        if not has_cache:
-            return x
-        if self._cross_attention_layer is not None:
-            return x, self_attention_cache, cross_attention_cache
-        return x, self_attention_cache
+        x = self._feedforward_block(x, training)
+        outputs = (x, scores) if return_attention_scores else (x,)
+        if has_cache:
+            outputs += (self_attention_cache,)
+            if self._cross_attention_layer is not None:
+                outputs += (cross_attention_cache,)
+        return outputs[0] if len(outputs) == 1 else outputs
 
     def compute_output_shape(
         self, decoder_sequence_shape, encoder_sequence_shape=None
@@ -383,31 +397,38 @@ class TransformerDecoder(TransformerBlock):
         return tuple(decoder_sequence_shape)
 
     def compute_output_spec(
-        self,
-        decoder_sequence,
-        encoder_sequence=None,
-        decoder_padding_mask=None,
-        decoder_attention_mask=None,
-        encoder_padding_mask=None,
-        encoder_attention_mask=None,
-        self_attention_cache=None,
-        self_attention_cache_update_index=None,
-        cross_attention_cache=None,
-        cross_attention_cache_update_index=None,
-        use_causal_mask=True,
-        training=None,
+        self, decoder_sequence, encoder_sequence=None, **kwargs
     ):
-        output = keras.KerasTensor(
-            decoder_sequence.shape, dtype=self.compute_dtype
-        )
-        if self_attention_cache is None:
-            return output
+        self_attention_cache = kwargs.get("self_attention_cache")
+        cross_attention_cache = kwargs.get("cross_attention_cache")
+        return_attention_scores = kwargs.get("return_attention_scores")
         outputs = (
-            output,
-            keras.KerasTensor(
-                self_attention_cache.shape, dtype=self_attention_cache.dtype
-            ),
+            keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype),
         )
+        if return_attention_scores:
+            if self._cross_attention_layer is not None:
+                keys, axis = encoder_sequence, 1
+                if cross_attention_cache is not None:
+                    keys, axis = cross_attention_cache, 2
+            else:
+                keys, axis = decoder_sequence, 1
+                if self_attention_cache is not None:
+                    keys, axis = self_attention_cache, 2
+            # (B, N, T, S)
+            shape = (
+                decoder_sequence.shape[0],
+                self.num_heads,
+                decoder_sequence.shape[1],
+                keys.shape[axis],
+            )
+            outputs += (keras.KerasTensor(shape, dtype=self.compute_dtype),)
+        if self_attention_cache is not None:
+            outputs += (
+                keras.KerasTensor(
+                    self_attention_cache.shape,
+                    dtype=self_attention_cache.dtype,
+                ),
+            )
         if cross_attention_cache is not None:
             outputs += (
                 keras.KerasTensor(
@@ -415,7 +436,19 @@ class TransformerDecoder(TransformerBlock):
                     dtype=cross_attention_cache.dtype,
                 ),
             )
-        return outputs
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _unpack(outputs, with_scores, with_cache):
+    """`(output, scores or None, cache or None)` of an attention call."""
+    if not with_scores and not with_cache:
+        return outputs, None, None
+    outputs = tuple(outputs)
+    return (
+        outputs[0],
+        outputs[1] if with_scores else None,
+        outputs[-1] if with_cache else None,
+    )
 
 
 def _length(x, axis):

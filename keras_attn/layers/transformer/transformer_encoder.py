@@ -63,6 +63,10 @@ class TransformerEncoder(TransformerBlock):
         training: bool, whether dropout is active.
         return_attention_scores: bool, also return the attention weights
             `(B, num_heads, T, T)`.
+        mask, inputs_mask: the Keras mask of `inputs`, filled in by Keras
+            (named `mask` when `inputs` is the only tensor argument,
+            `inputs_mask` otherwise); it stands in for a missing
+            `padding_mask`. Not to be passed by hand.
 
     Returns:
         The output `(B, T, D)`, or `(output, scores)` with
@@ -122,6 +126,8 @@ class TransformerEncoder(TransformerBlock):
         attention_mask=None,
         training=None,
         return_attention_scores=False,
+        mask=None,
+        inputs_mask=None,
     ):
         check_sequence("inputs", inputs, self._hidden_dim)
         check_masks(
@@ -131,7 +137,11 @@ class TransformerEncoder(TransformerBlock):
             ("attention_mask", attention_mask),
         )
         # (B, 1 | T, T) boolean, or None.
-        mask = merge_masks(inputs, padding_mask, attention_mask)
+        mask = merge_masks(
+            padding_mask,
+            attention_mask,
+            inputs_mask if inputs_mask is not None else mask,
+        )
         length = inputs.shape[1] or keras.ops.shape(inputs)[1]
         bias = self._position_bias(length, length, 0)
 
@@ -156,18 +166,7 @@ class TransformerEncoder(TransformerBlock):
             training,
         )
 
-        # Feed-forward block.
-        residual = x
-        if self.normalize_first:
-            x = self._feedforward_layer_norm(x)
-        x = self._feedforward_layer(x, training=training)
-        x = self._residual(
-            x,
-            residual,
-            self._feedforward_layer_norm,
-            self._feedforward_dropout,
-            training,
-        )
+        x = self._feedforward_block(x, training)
         if return_attention_scores:
             return x, scores
         return x
@@ -182,6 +181,8 @@ class TransformerEncoder(TransformerBlock):
         attention_mask=None,
         training=None,
         return_attention_scores=False,
+        mask=None,
+        inputs_mask=None,
     ):
         output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
         if not return_attention_scores:

@@ -250,8 +250,6 @@ class PatchEmbedding(keras.layers.Layer):
         # the input size was unknown) and the number of input channels.
         self.grid_size = None
         self.num_channels = None
-        # Tests set this to check the convolution path on known sizes.
-        self._force_conv = False
 
     # -- shapes ------------------------------------------------------------
 
@@ -349,7 +347,9 @@ class PatchEmbedding(keras.layers.Layer):
         """The linear map of every patch: (B, ...) -> (B, num_patches, D)."""
         kernel = ops.convert_to_tensor(self.kernel)
         channels = self.num_channels
-        static = not self._force_conv and all(g is not None for g in grid)
+        # Known sizes: patches by reshape and one matmul; unknown ones (a
+        # None height, width or length): a strided convolution.
+        static = all(g is not None for g in grid)
         if static and len(patch_size) == 2:
             gh, gw = grid
             ph, pw = patch_size
@@ -417,7 +417,13 @@ class PatchEmbedding(keras.layers.Layer):
         return table
 
     def call(self, inputs):
-        patch_size, spatial, _ = self._split_shape(inputs.shape)
+        patch_size, spatial, channels = self._split_shape(inputs.shape)
+        if channels != self.num_channels:
+            raise ValueError(
+                f"`inputs` must have num_channels={self.num_channels} "
+                "channels, as when the layer was built. Received: "
+                f"{channels} channels, inputs.shape={tuple(inputs.shape)}"
+            )
         grid = tuple(
             None if s is None else s // p for s, p in zip(spatial, patch_size)
         )

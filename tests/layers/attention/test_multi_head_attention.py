@@ -713,3 +713,200 @@ def test_dropout_inference_takes_the_fast_path(rng, monkeypatch):
     layer(x, x, training=False)
     layer(x, x, training=True)
     assert seen == [(0.0, False), (0.1, False)]
+
+
+# --------------------------------------------------------------------------
+# The `_compute_attention` hook, the kernel choice, masks and seeds
+# --------------------------------------------------------------------------
+
+
+class _UniformAttention(MultiHeadAttention):
+    """Overrides the hook: every query reads the mean of the values."""
+
+    def _compute_attention(
+        self,
+        query,
+        key,
+        value,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+        use_causal_mask=False,
+    ):
+        self.seen = (attention_mask, use_causal_mask)
+        # (B, 1, N, Hv) -> (B, T, N, Hv)
+        mean = ops.mean(value, axis=1, keepdims=True)
+        return ops.broadcast_to(
+            mean, ops.shape(query)[:2] + value.shape[2:]
+        ), None
+
+
+def test_compute_attention_has_keras_signature():
+    import inspect
+
+    ours = inspect.signature(MultiHeadAttention._compute_attention)
+    theirs = inspect.signature(
+        keras.layers.MultiHeadAttention._compute_attention
+    )
+    names = list(ours.parameters)
+    assert names[: len(theirs.parameters)] == list(theirs.parameters)
+    for name in theirs.parameters:
+        assert ours.parameters[name].default == theirs.parameters[name].default
+
+
+def test_compute_attention_override_changes_the_result(rng):
+    x = _rand(rng, 2, 5, 12)
+    layer = _UniformAttention(4, 3, bias_initializer="random_normal")
+    plain = MultiHeadAttention(4, 3)
+    out = _np(layer(x, x, use_causal_mask=True))
+    plain(x, x)
+    plain.set_weights(layer.get_weights())
+    assert not np.allclose(out, _np(plain(x, x, use_causal_mask=True)))
+    # NumPy: the output projection of the mean projected value.
+    qk, qb, kk, kb, vk, vb, ok, ob = layer.get_weights()
+    v = np.einsum("bsd,dnh->bsnh", x, vk) + vb
+    expected = np.einsum("bnh,nhe->be", v.mean(1), ok) + ob
+    np.testing.assert_allclose(
+        out, np.repeat(expected[:, None], 5, 1), atol=ATOL
+    )
+    # An override receives the causal mask itself, as in Keras.
+    mask, use_causal = layer.seen
+    assert use_causal is False
+    np.testing.assert_array_equal(
+        np.broadcast_to(_np(mask), (2, 5, 5)),
+        np.broadcast_to(_causal(5, 5), (2, 5, 5)),
+    )
+
+
+@pytest.mark.parametrize("implementation", ["reference", "chunked"])
+def test_flash_attention_contradicting_implementation_raises(implementation):
+    with pytest.raises(ValueError, match="flash_attention=True"):
+        MultiHeadAttention(
+            2, 4, flash_attention=True, implementation=implementation
+        )
+
+
+def test_flash_attention_maps_onto_fused(rng):
+    x = _rand(rng, 2, 5, 8)
+    flash = MultiHeadAttention(2, 4, flash_attention=True)
+    fused = MultiHeadAttention(
+        2, 4, flash_attention=True, implementation="fused"
+    )
+    reference = MultiHeadAttention(2, 4, implementation="reference")
+    for layer in (flash, fused, reference):
+        layer(x, x)
+    fused.set_weights(flash.get_weights())
+    reference.set_weights(flash.get_weights())
+    _assert_close(flash(x, x), reference(x, x), atol=1e-4)
+    _assert_close(fused(x, x), reference(x, x), atol=1e-4)
+    with pytest.raises(ValueError, match="scores"):
+        flash(x, x, return_attention_scores=True)
+    with pytest.raises(ValueError, match="flash"):
+        MultiHeadAttention(2, 4, flash_attention=True, dropout=0.1)
+    # The config round trip keeps the choice.
+    restored = MultiHeadAttention.from_config(flash.get_config())
+    with pytest.raises(ValueError, match="scores"):
+        restored(x, x, return_attention_scores=True)
+
+
+def test_cached_decoding_with_masked_embedding(rng):
+    # keras-hub's way: the step's Keras mask fills query_mask/value_mask.
+    tokens = rng.integers(1, 20, (2, 6)).astype("int32")
+    tokens[1, 4:] = 0  # right padding
+    embed = keras.layers.Embedding(20, 12, mask_zero=True)
+    ours = MultiHeadAttention(4, 4, bias_initializer="random_normal")
+    theirs = keras.layers.MultiHeadAttention(4, 4)
+    x = embed(tokens)
+    ours(x, x)
+    theirs(x, x)
+    theirs.set_weights(ours.get_weights())
+    expected = _np(theirs(embed(tokens), embed(tokens), use_causal_mask=True))
+    cache = np.zeros((2, 2, 6, 4, 4), "float32")
+    steps = []
+    for i in range(6):
+        step = embed(tokens[:, i : i + 1])
+        out, cache = ours(
+            step, step, cache=cache, cache_update_index=i, use_causal_mask=True
+        )
+        steps.append(_np(out))
+    decoded = np.concatenate(steps, 1)
+    valid = tokens != 0
+    np.testing.assert_allclose(decoded[valid], expected[valid], atol=ATOL)
+    # Padded queries attend nothing: the output is the output bias.
+    bias = ours.get_weights()[-1]
+    np.testing.assert_allclose(
+        decoded[~valid], np.broadcast_to(bias, decoded[~valid].shape), atol=ATOL
+    )
+
+
+def _masked_model():
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, mask_zero=True, name="embed")(inputs)
+    x = MultiHeadAttention(2, 4, name="mha")(x, x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX jit")
+def test_embedding_padding_honoured_in_fit_and_predict(rng):
+    import warnings
+
+    tokens = rng.integers(1, 20, (4, 7)).astype("int32")
+    lengths = [7, 5, 3, 6]
+    for b, length in enumerate(lengths):
+        tokens[b, length:] = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = _masked_model()
+        out = model.predict(tokens, verbose=0)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "does not support masking" in m]
+    # predict (jit): each valid row equals the model on the unpadded tokens.
+    for b, length in enumerate(lengths):
+        alone = model.predict(tokens[b : b + 1, :length], verbose=0)
+        np.testing.assert_allclose(out[b, :length], alone[0], atol=ATOL)
+    # fit (jit): with the padded positions weighted 0 in the loss, the pad
+    # token's embedding gets no gradient unless the mask leaks.
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    assert model.jit_compile
+    before = model.get_layer("embed").get_weights()[0].copy()
+    targets = rng.normal(size=(4, 7, 3)).astype("float32")
+    model.fit(
+        tokens,
+        targets,
+        sample_weight=(tokens != 0).astype("float32"),
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+    )
+    after = model.get_layer("embed").get_weights()[0]
+    np.testing.assert_array_equal(after[0], before[0])
+    assert not np.allclose(after[1:], before[1:])
+
+
+@pytest.mark.parametrize(
+    "init",
+    [
+        {},
+        {"use_gate": True, "dropout": 0.1},
+        {
+            "kernel_initializer": "he_normal",
+            "bias_initializer": "random_normal",
+            "value_dim": 3,
+            "output_shape": 5,
+        },
+    ],
+    ids=["default", "gate_dropout", "initializers"],
+)
+def test_seeded_initial_weights_equal_keras(init):
+    shapes = ((2, 5, 12), (2, 7, 10))
+    weights = []
+    for cls in (MultiHeadAttention, keras.layers.MultiHeadAttention):
+        keras.utils.set_random_seed(7)
+        layer = cls(num_heads=3, key_dim=4, **init)
+        layer.build(*shapes)
+        weights.append([_np(w) for w in layer.weights])
+    assert len(weights[0]) == len(weights[1])
+    for ours, theirs in zip(*weights):
+        np.testing.assert_array_equal(ours, theirs)
+    # And the kernels differ from one another.
+    assert not np.array_equal(weights[0][0], weights[0][2])

@@ -19,6 +19,7 @@ def test_conformance(rng):
         init_kwargs={"alibi_bias_max": 8},
         input_data=rng.normal(size=(2, 4, 5, 5)).astype("float32"),
         expected_output_shape=(2, 4, 5, 5),
+        sequence_axes=(2, 3),
         bad_inputs=[
             BadInput(
                 "attention_scores.shape",

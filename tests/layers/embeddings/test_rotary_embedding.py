@@ -18,6 +18,7 @@ def test_conformance(rng):
         init_kwargs={"max_wavelength": 100, "scaling_factor": 2.0},
         input_data=rng.normal(size=(2, 5, 3, 8)).astype("float32"),
         expected_output_shape=(2, 5, 3, 8),
+        sequence_axes=(1,),
         bad_inputs=[
             BadInput("inputs.shape", input_data=np.zeros((5, 8), "float32")),
             BadInput("even size", input_data=np.zeros((2, 5, 7), "float32")),

@@ -5,14 +5,17 @@ decoding), `torch.nn.TransformerDecoderLayer` (run on CPU as an oracle on
 every backend) and the NumPy block of `_reference.py`.
 """
 
+import keras
 import keras_hub
 import numpy as np
 import pytest
 import torch
 from keras import ops
 
+from keras_attn.layers import TokenAndPositionEmbedding
 from keras_attn.layers import TransformerDecoder
 from tests.conformance import BadInput
+from tests.conformance import check_unknown_length
 from tests.conformance import run_layer_test
 from tests.layers.transformer import _reference
 
@@ -48,6 +51,12 @@ def test_conformance(rng):
             "encoder_padding_mask": _padding([4, 2], 4),
         },
         expected_output_shape=(2, 5, 8),
+        # Decoder and encoder lengths unknown (cut to 4, 3, 2 together).
+        sequence_axes={
+            "decoder_sequence": (1,),
+            "encoder_sequence": (1,),
+            "encoder_padding_mask": (1,),
+        },
         bad_inputs=[
             BadInput("intermediate_dim=0", init_kwargs={"intermediate_dim": 0}),
             BadInput("sliding_window=0", init_kwargs={"sliding_window": 0}),
@@ -93,6 +102,38 @@ def test_conformance_decoder_only_extras(rng):
         expected_output_shape=(2, 5, 8),
         run_mixed_precision=False,  # covered by the conformance test above
     )
+
+
+@pytest.mark.parametrize("position", [None, "rotary", "alibi", "relative"])
+def test_unknown_length(rng, position):
+    # Defect 5: ALiBi needed Python-int lengths, so on TensorFlow `predict`
+    # of a model on keras.Input((None, D)) failed at its second length.
+    layer = TransformerDecoder(16, 2, position=position)
+    x = rng.standard_normal((2, 6, 8)).astype("float32")
+    layer(x)
+    check_unknown_length(layer, x, lengths=(6, 4, 3))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_same_initial_weights_as_keras_hub(rng, dropout):
+    # Defect 9: keras-hub's positional order, and with the same global seed
+    # the same initial weights (initializers cloned as often, in the same
+    # order, as keras-hub's block and the Keras attention inside it).
+    x = rng.standard_normal((2, 5, 8)).astype("float32")
+    memory = rng.standard_normal((2, 4, 8)).astype("float32")
+    weights = {}
+    for key, layer_cls in (
+        ("hub", keras_hub.layers.TransformerDecoder),
+        ("ours", TransformerDecoder),
+    ):
+        keras.utils.set_random_seed(7)
+        layer = layer_cls(16, 2, dropout, "gelu", 1e-6)
+        assert layer.dropout == dropout and layer.layer_norm_epsilon == 1e-6
+        layer.build(x.shape, memory.shape)
+        weights[key] = [_np(w) for w in layer.weights]
+    assert len(weights["ours"]) == len(weights["hub"])
+    for ours, hub in zip(weights["ours"], weights["hub"]):
+        np.testing.assert_array_equal(ours, hub)
 
 
 @pytest.mark.parametrize("normalize_first", [False, True])
@@ -181,6 +222,40 @@ def test_cached_decoding_matches_keras_hub(rng, cross):
     np.testing.assert_allclose(
         caches["ours"][0], _np(hub(x, memory)), atol=1e-4
     )
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_cached_decoding_with_keras_mask(rng, num_layers):
+    # Defect 8: a Keras mask from TokenAndPositionEmbedding(mask_zero=True)
+    # broke cached decoding (the inner attention got a (B, 1) value mask).
+    # Stepping one token at a time through the caches equals the full causal
+    # pass, on the real (right-padded) tokens; with two blocks, a model.
+    embedding = TokenAndPositionEmbedding(20, 8, 8, mask_zero=True)
+    blocks = [TransformerDecoder(16, 2) for _ in range(num_layers)]
+    ids = rng.integers(1, 20, (2, 8)).astype("int32")
+    ids[1, 5:] = 0  # padding at the end of row 1
+
+    def full(ids):
+        x = embedding(ids)
+        for block in blocks:
+            x = block(x)
+        return _np(x)
+
+    expected = full(ids)
+    caches = [np.zeros((2, 2, 8, 2, 4), "float32") for _ in blocks]
+    steps = []
+    for i in range(8):
+        x = embedding(ids[:, i : i + 1], start_index=i)
+        for k, block in enumerate(blocks):
+            x, caches[k] = block(
+                x,
+                self_attention_cache=caches[k],
+                self_attention_cache_update_index=i,
+            )
+        steps.append(_np(x))
+    steps = np.concatenate(steps, axis=1)
+    real = ids != 0
+    np.testing.assert_allclose(steps[real], expected[real], atol=1e-4)
 
 
 def _torch_attention(p, prefix, num_heads):

@@ -5,6 +5,7 @@ References: `keras_hub.layers.TransformerEncoder` (weight transfer),
 backend) and the NumPy block of `_reference.py`.
 """
 
+import keras
 import keras_hub
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from keras import ops
 
 from keras_attn.layers import TransformerEncoder
 from tests.conformance import BadInput
+from tests.conformance import check_unknown_length
 from tests.conformance import run_layer_test
 from tests.layers.transformer import _reference
 
@@ -44,6 +46,7 @@ def test_conformance(rng):
         {"intermediate_dim": 16, "num_heads": 2},
         {"inputs": x, "padding_mask": _padding([5, 3], 5)},
         expected_output_shape=(2, 5, 8),
+        sequence_axes={"inputs": (1,), "padding_mask": (1,)},
         bad_inputs=[
             BadInput("intermediate_dim=0", init_kwargs={"intermediate_dim": 0}),
             BadInput("num_heads=-2", init_kwargs={"num_heads": -2}),
@@ -88,6 +91,37 @@ def test_conformance_extras(rng):
         expected_output_shape=(2, 5, 8),
         run_mixed_precision=False,  # covered by the conformance test above
     )
+
+
+@pytest.mark.parametrize("position", [None, "rotary", "alibi", "relative"])
+def test_unknown_length(rng, position):
+    # Defect 5: ALiBi needed Python-int lengths, so on TensorFlow `predict`
+    # of a model on keras.Input((None, D)) failed at its second length.
+    layer = TransformerEncoder(16, 2, position=position)
+    x = rng.standard_normal((2, 6, 8)).astype("float32")
+    layer(x)
+    check_unknown_length(layer, x, lengths=(6, 4, 3))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_same_initial_weights_as_keras_hub(rng, dropout):
+    # Defect 9: keras-hub's positional order, and with the same global seed
+    # the same initial weights (initializers cloned as often, in the same
+    # order, as keras-hub's block and the Keras attention inside it).
+    x = rng.standard_normal((2, 5, 8)).astype("float32")
+    weights = {}
+    for key, layer_cls in (
+        ("hub", keras_hub.layers.TransformerEncoder),
+        ("ours", TransformerEncoder),
+    ):
+        keras.utils.set_random_seed(7)
+        layer = layer_cls(16, 2, dropout, "gelu", 1e-6)
+        assert layer.dropout == dropout and layer.layer_norm_epsilon == 1e-6
+        layer.build(x.shape)
+        weights[key] = [_np(w) for w in layer.weights]
+    assert len(weights["ours"]) == len(weights["hub"])
+    for ours, hub in zip(weights["ours"], weights["hub"]):
+        np.testing.assert_array_equal(ours, hub)
 
 
 @pytest.mark.parametrize("normalize_first", [False, True])

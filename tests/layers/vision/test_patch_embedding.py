@@ -6,6 +6,7 @@ from keras import ops
 from keras_attn.layers import PatchEmbedding
 from keras_attn.layers.vision.patch_embedding import resize_position_grid
 from tests.conformance import BadInput
+from tests.conformance import check_unknown_length
 from tests.conformance import run_layer_test
 
 
@@ -69,17 +70,19 @@ BAD_COMMON = [
 
 
 @pytest.mark.parametrize(
-    "init_kwargs, shape, expected",
+    "init_kwargs, shape, expected, lengths",
     [
         (
             {"patch_size": 4, "hidden_dim": 8, "use_class_token": True},
             (2, 8, 8, 1),
             (2, 5, 8),
+            None,  # Learned positions need a known image size.
         ),
         (
             {"patch_size": 4, "hidden_dim": 8, "position": "sine"},
             (2, 12, 5),
             (2, 3, 8),
+            None,  # Positions need a known length.
         ),
         (
             {
@@ -90,11 +93,13 @@ BAD_COMMON = [
             },
             (2, 4, 6, 2),
             (2, 7, 8),
+            None,  # Positions need a known image size.
         ),
     ],
     ids=["2d_class_token", "1d_sine", "2d_sine_class"],
 )
-def test_conformance(rng, init_kwargs, shape, expected):
+def test_conformance(rng, init_kwargs, shape, expected, lengths):
+    # (`lengths` is None: see test_unknown_size for position=None.)
     data = rng.normal(size=shape).astype("float32")
     odd = list(shape)
     odd[1] += 1  # Not divisible by the patch size.
@@ -103,6 +108,7 @@ def test_conformance(rng, init_kwargs, shape, expected):
         init_kwargs=init_kwargs,
         input_data=data,
         expected_output_shape=expected,
+        sequence_axes=lengths,
         bad_inputs=BAD_COMMON
         + [
             BadInput(
@@ -131,12 +137,36 @@ def test_patch_size_error_names_both_sizes():
         layer(np.zeros((1, 8, 9, 2), "float32"))
 
 
-@pytest.mark.parametrize("force_conv", [False, True], ids=["dense", "conv"])
+def _run(layer, x, size):
+    """The layer on `x`; with size="unknown", traced with None sizes.
+
+    Only a TensorFlow graph leaves the sizes unknown at trace time (JAX and
+    PyTorch always see concrete ones), so only there the layer takes its
+    strided-convolution path; it must give the reshape path's values.
+    """
+    if size == "known":
+        return _np(layer(x))
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("sizes are only unknown inside a TensorFlow graph")
+    import tensorflow as tf
+
+    channels_last = layer.data_format == "channels_last"
+    spec = [None] * x.ndim
+    spec[-1 if channels_last else 1] = x.shape[-1 if channels_last else 1]
+    traced = tf.function(
+        layer, input_signature=[tf.TensorSpec(spec, "float32")]
+    )
+    return _np(traced(x))
+
+
+SIZES = pytest.mark.parametrize("size", ["known", "unknown"])
+
+
+@SIZES
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_2d_projection_matches_numpy(rng, force_conv, data_format):
+def test_2d_projection_matches_numpy(rng, size, data_format):
     images = rng.normal(size=(2, 6, 8, 3)).astype("float32")
     layer = PatchEmbedding((3, 2), 5, position=None, data_format=data_format)
-    layer._force_conv = force_conv
     x = (
         images
         if data_format == "channels_last"
@@ -147,7 +177,7 @@ def test_2d_projection_matches_numpy(rng, force_conv, data_format):
     kernel, bias = _np(layer.kernel), _np(layer.bias)
     assert kernel.shape == (3, 2, 3, 5)
     expected = _np_patches(images, 3, 2) @ kernel.reshape(-1, 5) + bias
-    out = _np(layer(x))
+    out = _run(layer, x, size)
     assert out.shape == (2, 2 * 4, 5)
     np.testing.assert_allclose(out, expected, atol=1e-5)
     # Patch (1, 2) by hand: rows 3..5, columns 4..5.
@@ -157,19 +187,45 @@ def test_2d_projection_matches_numpy(rng, force_conv, data_format):
     )
 
 
-@pytest.mark.parametrize("force_conv", [False, True], ids=["dense", "conv"])
+@SIZES
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_1d_projection_matches_numpy(rng, force_conv, data_format):
+def test_1d_projection_matches_numpy(rng, size, data_format):
     signal = rng.normal(size=(3, 12, 4)).astype("float32")  # (B, T, C)
     layer = PatchEmbedding(3, 6, position=None, data_format=data_format)
-    layer._force_conv = force_conv
     x = signal if data_format == "channels_last" else signal.transpose(0, 2, 1)
     layer.build(x.shape)
     _randomize(layer, rng)
     kernel, bias = _np(layer.kernel), _np(layer.bias)
     assert kernel.shape == (3, 4, 6)
     expected = signal.reshape(3, 4, 12) @ kernel.reshape(12, 6) + bias
-    np.testing.assert_allclose(_np(layer(x)), expected, atol=1e-5)
+    np.testing.assert_allclose(_run(layer, x, size), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, patch_size, lengths",
+    [((2, 8, 8, 3), 4, (8, 4, 4)), ((2, 12, 5), 4, (12, 8, 4))],
+    ids=["image", "signal"],
+)
+def test_unknown_size(rng, shape, patch_size, lengths):
+    # Without positions, images and signals of unknown size (Conv2D's rule).
+    layer = PatchEmbedding(patch_size, 8, position=None)
+    data = rng.normal(size=shape).astype("float32")
+    layer(data)
+    check_unknown_length(
+        layer,
+        data,
+        sequence_axes=tuple(range(1, len(shape) - 1)),
+        lengths=lengths,
+    )
+
+
+@pytest.mark.parametrize("built, given", [(1, 3), (3, 1)])
+def test_channel_count_differs_from_build(built, given):
+    # Defect 2: channels were folded into the batch (a batch of 6 from 2).
+    layer = PatchEmbedding(4, 8, position=None)
+    layer.build((None, 32, 32, built))
+    with pytest.raises(ValueError, match=f"num_channels={built}.*{given}"):
+        layer(np.zeros((2, 32, 32, given), "float32"))
 
 
 def test_kernel_layout_is_conv2d_layout(rng):

@@ -1,0 +1,132 @@
+"""The one autoregressive decoding loop (private).
+
+Greedy search and sampling are this loop with a different next-token rule
+(keras-hub's sampler design); beam search keeps several hypotheses per row
+but calls the model through the same step function.
+"""
+
+from keras import ops
+
+from keras_attn._validation import check_mask_dtype
+from keras_attn._validation import check_non_negative_int
+from keras_attn._validation import check_rank
+from keras_attn._validation import static_shape
+
+
+def check_tokens(tokens, start_index, prompt_mask=None):
+    """Validates the token buffer, the first index and the prompt mask."""
+    check_rank("tokens", tokens, 2, "(batch, max_length)")
+    check_non_negative_int("start_index", start_index)
+    max_length = static_shape(tokens)[1]
+    if max_length is not None and not 1 <= start_index <= max_length:
+        raise ValueError(
+            "`start_index` must be in [1, max_length] (position 0 holds at "
+            f"least a start token). Received: start_index={start_index}, "
+            f"tokens.shape={tuple(tokens.shape)}"
+        )
+    if prompt_mask is not None:
+        check_mask_dtype("prompt_mask", prompt_mask, allow_numeric=False)
+        if static_shape(prompt_mask) != static_shape(tokens):
+            raise ValueError(
+                "`prompt_mask` must have the shape of `tokens` "
+                f"{tuple(tokens.shape)}. Received: "
+                f"prompt_mask.shape={tuple(prompt_mask.shape)}"
+            )
+
+
+def as_cache(cache):
+    # None is not a loop variable on every backend; an empty tuple is.
+    return () if cache is None else cache
+
+
+def from_cache(cache):
+    # The inverse of `as_cache`. Not `cache == ()`: a bare tensor cache
+    # would compare elementwise (or raise TypeError on JAX).
+    return None if isinstance(cache, tuple) and not cache else cache
+
+
+def index_tensor(index):
+    return ops.convert_to_tensor(index, dtype="int32")
+
+
+def forced_tokens(tokens, prompt_mask, index):
+    """`(forced (B,) bool, prompt token (B,))` at `index`, or Nones."""
+    if prompt_mask is None:
+        return None, None
+    return (
+        ops.take(prompt_mask, index, axis=1),
+        ops.take(tokens, index, axis=1),
+    )
+
+
+def decoding_loop(
+    next_fn,
+    tokens,
+    cache,
+    start_index,
+    next_token_fn,
+    end_token=None,
+    pad_token=0,
+    prompt_mask=None,
+    return_cache=False,
+):
+    """Fills `tokens` from `start_index` on, one token per step.
+
+    At each step `index`, `next_fn(tokens, cache, index)` gives the logits
+    `(B, V)` of position `index`, `next_token_fn(logits, index)` turns them
+    into token ids `(B,)` (the rule: argmax, a draw, ...), and the token is
+    written at `index`, except in rows where `prompt_mask[:, index]` is True
+    (a longer prompt), which keep their prompt token. A row is finished
+    once it produced `end_token` (a prompt token does not count); its later
+    positions hold `pad_token`. The loop is a `keras.ops.while_loop` and
+    stops once every row is finished.
+
+    Args:
+        next_fn: step function `(tokens, cache, index) -> (logits, cache)`.
+        tokens: `(B, L)` integer tensor, positions `< start_index` filled.
+        cache: initial cache (any nest of tensors) or None.
+        start_index: int, the first position to generate.
+        next_token_fn: `(logits (B, V), index) -> (B,)` token ids.
+        end_token: optional int.
+        pad_token: int written after `end_token`.
+        prompt_mask: optional boolean `(B, L)`, True at prompt positions.
+        return_cache: bool, also return the final cache.
+
+    Returns:
+        `tokens`, or `(tokens, cache)` with `return_cache=True`.
+    """
+    tokens = ops.convert_to_tensor(tokens)
+    if prompt_mask is not None:
+        prompt_mask = ops.convert_to_tensor(prompt_mask)
+    check_tokens(tokens, start_index, prompt_mask)
+    cache = as_cache(cache)
+    batch_size, max_length = ops.shape(tokens)[0], tokens.shape[1]
+    done = ops.zeros((batch_size,), dtype="bool")
+    pad = ops.cast(pad_token, tokens.dtype)
+
+    def cond(index, tokens, cache, done):
+        return ops.logical_and(
+            index < max_length, ops.logical_not(ops.all(done))
+        )
+
+    def body(index, tokens, cache, done):
+        logits, cache = next_fn(tokens, cache, index)
+        token = ops.cast(next_token_fn(logits, index), tokens.dtype)  # (B,)
+        forced, prompt_token = forced_tokens(tokens, prompt_mask, index)
+        if forced is not None:
+            token = ops.where(forced, prompt_token, token)
+        if end_token is not None:
+            token = ops.where(done, pad, token)
+            ended = ops.equal(token, end_token)
+            if forced is not None:
+                ended = ops.logical_and(ended, ops.logical_not(forced))
+            done = ops.logical_or(done, ended)
+        tokens = ops.slice_update(tokens, [0, index], token[:, None])
+        return index + 1, tokens, cache, done
+
+    _, tokens, cache, _ = ops.while_loop(
+        cond, body, (index_tensor(start_index), tokens, cache, done)
+    )
+    if not return_cache:
+        return tokens
+    return tokens, from_cache(cache)

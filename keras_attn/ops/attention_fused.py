@@ -1,0 +1,91 @@
+"""The fused attention: the backend's own kernel.
+
+`keras.ops.dot_product_attention`, i.e. PyTorch's
+`scaled_dot_product_attention`, cuDNN or XLA on JAX, with the conventions
+of `keras_attn.ops.scaled_dot_product_attention` layered on top: the
+end-aligned causal mask, zeros for fully masked rows, a mask and a bias
+together, `Hv != H` and multi-query heads on every backend.
+"""
+
+import keras
+from keras import ops
+
+from keras_attn._validation import static_shape
+from keras_attn.ops.masks import causal_mask
+from keras_attn.ops.masks import combine_masks
+
+
+def to_rank4(x):
+    """Leading axes of size 1 up to rank 4: `(t, s)` -> `(1, 1, t, s)`."""
+    while len(x.shape) < 4:
+        x = ops.expand_dims(x, 0)
+    return x
+
+
+def fused_attention(query, key, value, mask, bias, is_causal, scale):
+    q_len, k_len = static_shape(query)[1], static_shape(key)[1]
+    same_length = q_len is not None and q_len == k_len
+    if is_causal and (mask is not None or bias is not None or not same_length):
+        # Backends align the causal mask to the start; ours ends at the last
+        # key, so give it explicitly unless the two agree (T == S). With a
+        # mask it is folded in too, so that rows left with no key are seen;
+        # with a bias too, as PyTorch takes no bias together with is_causal.
+        q_len, k_len = ops.shape(query)[1], ops.shape(key)[1]
+        mask = combine_masks(mask, causal_mask(q_len, k_len))
+        is_causal = False
+    row_has_key = None
+    if mask is not None:
+        mask = to_rank4(ops.cast(mask, "bool"))
+        # (b, n, t, 1): rows with at least one key. Rows with none would be
+        # NaN or uniform in backend kernels: let them attend everywhere, and
+        # zero their output below.
+        row_has_key = ops.any(mask, axis=-1, keepdims=True)
+        mask = ops.logical_or(mask, ops.logical_not(row_has_key))
+        if bias is not None:
+            # Backends take a mask or a bias, not both: fold the mask in.
+            bias = ops.cast(bias, query.dtype) + ops.cast(
+                ops.where(mask, 0.0, _fused_masked_logit(query.dtype)),
+                query.dtype,
+            )
+            mask = None
+    head_dim, value_dim = query.shape[-1], value.shape[-1]
+    if keras.backend.backend() == "jax" and value_dim != head_dim:
+        # jax.nn.dot_product_attention wants Hv == H. Zero-padding the
+        # shorter of the two leaves the logits and the output unchanged.
+        width = max(head_dim, value_dim)
+        query, key, value = (_pad_last(x, width) for x in (query, key, value))
+    num_heads, num_kv_heads = query.shape[2], key.shape[2]
+    if (
+        keras.backend.backend() == "tensorflow"
+        and num_kv_heads == 1 < num_heads
+    ):
+        # Keras' TensorFlow kernel repeats grouped heads only for K > 1; its
+        # einsum then rejects multi-query inputs. Broadcast them here.
+        key, value = (ops.repeat(x, num_heads, axis=2) for x in (key, value))
+    output = ops.dot_product_attention(
+        query,
+        key,
+        value,
+        bias=bias,
+        mask=mask,
+        scale=scale,
+        is_causal=is_causal,
+    )
+    output = output[..., :value_dim]
+    if row_has_key is not None:
+        # (b, n, t, 1) -> (b, t, n, 1) to match the output (B, T, N, Hv).
+        row_has_key = ops.transpose(row_has_key, (0, 2, 1, 3))
+        output = ops.where(row_has_key, output, ops.zeros_like(output))
+    return output
+
+
+def _pad_last(x, width):
+    extra = width - x.shape[-1]
+    return x if extra == 0 else ops.pad(x, [[0, 0]] * 3 + [[0, extra]])
+
+
+def _fused_masked_logit(dtype):
+    # A bias must be representable in the compute dtype (float16 max 65504).
+    return (
+        -1e30 if keras.backend.standardize_dtype(dtype) != "float16" else -3e4
+    )

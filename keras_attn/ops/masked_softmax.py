@@ -1,0 +1,73 @@
+"""The masked softmax: the one home of the fully-masked-row rule."""
+
+import keras
+from keras import ops
+
+from keras_attn import _validation
+
+# Stand-in logit of masked positions, float32. Finite, so that a row whose
+# positions are all masked never computes inf - inf = NaN (nor a NaN
+# gradient); those rows are set to zero explicitly.
+MASKED_LOGIT = -1e30
+
+
+def masked_softmax(logits, mask=None, axis=-1):
+    """Softmax over the positions `mask` allows; a fully masked row is zero.
+
+    The softmax runs in float32 whatever the dtype of `logits` (float16
+    logits overflow in `exp`, and no float16 stand-in for "minus infinity"
+    is small enough), and the result is cast back to that dtype. Masked
+    positions get a weight of exactly 0. A row (a slice along `axis`) in
+    which every position is masked gets weights of zeros, never NaN and
+    never uniform, in float32, float16 and bfloat16 alike, and its gradient
+    is zero too.
+
+    Args:
+        logits: float tensor.
+        mask: optional boolean tensor (or 0/1 numeric, nonzero = kept) that
+            broadcasts to the shape of `logits`; False excludes a position.
+        axis: int, the axis the softmax normalises over.
+
+    Returns:
+        A tensor of the shape and dtype of `logits`, each row along `axis`
+        summing to 1, or to 0 where the whole row is masked.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attn.ops import masked_softmax
+
+    logits = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], "float32")
+    mask = np.array([[True, True, False], [False, False, False]])
+    masked_softmax(logits, mask)
+    # [[0.269, 0.731, 0.0],
+    #  [0.0,   0.0,   0.0]]
+    ```
+    """
+    if not isinstance(logits, keras.KerasTensor):
+        logits = ops.convert_to_tensor(logits)
+    axis = _validation.check_axis("axis", axis, len(logits.shape))
+    if mask is not None:
+        if not isinstance(mask, keras.KerasTensor):
+            mask = ops.convert_to_tensor(mask)
+        _validation.check_mask_dtype("mask", mask)
+        _validation.check_broadcastable(
+            "mask",
+            mask,
+            _validation.static_shape(logits),
+            "the shape of `logits`",
+        )
+    dtype = logits.dtype
+    logits = ops.cast(logits, "float32")
+    if mask is None:
+        return ops.cast(ops.softmax(logits, axis=axis), dtype)
+    mask = ops.cast(mask, "bool")
+    logits = ops.where(mask, logits, MASKED_LOGIT)
+    row_max = ops.max(logits, axis=axis, keepdims=True)
+    # Masked positions are zeroed here rather than left to underflow: in a
+    # fully masked row they equal the row's max and exp() gives 1.
+    exp = ops.where(mask, ops.exp(logits - row_max), 0.0)
+    total = ops.sum(exp, axis=axis, keepdims=True)
+    weights = exp / ops.where(total > 0, total, 1.0)
+    return ops.cast(weights, dtype)
