@@ -139,7 +139,7 @@ def build_vit(dim=64, layers=4, heads=4):
         num_layers=layers,
         num_heads=heads,
         hidden_dim=dim,
-        mlp_dim=2 * dim,
+        intermediate_dim=2 * dim,
         num_classes=10,
         num_channels=1,
         pooling="mean",
