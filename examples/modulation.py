@@ -40,7 +40,7 @@ Target (>= 0.90 at SNR >= 10 dB) NOT reached. Both models separate BPSK,
 GFSK, AM and FM (97-100%) but confuse QPSK, 8PSK, 16QAM and 64QAM with
 each other almost at random at every SNR (see the confusion matrix on the
 docs page): with 5,120 training frames and 10 epochs, which is what the
-shared machine allowed (load average 28 on 2 cores during the run; 21
+shared machine allowed (load average 28 on 2 cores during the run; 22
 minutes in all), neither learned the constellation statistics. Measured on
 the JAX backend, 2-core CPU shared with other jobs, seed 0, per SNR:
 accuracy rises from 0.27 (Transformer) / 0.44 (CNN) at -10 dB to a plateau
