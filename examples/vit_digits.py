@@ -28,7 +28,25 @@ Run (any backend):
 prints its answer for the given test-set indices.
 
 Full run (JAX backend, 2-core CPU shared with other jobs):
-RESULTS_PLACEHOLDER
+
+    model  parameters  test accuracy, 3 seeds (mean)  per seed
+    ViT       136,778                         0.9833  0.9778 0.9852 0.9870
+    CNN       139,708                         0.9883  0.9889 0.9870 0.9889
+
+    train fraction  images  updates     ViT     CNN   (seed 0)
+               0.1     125      506  0.8889  0.9407
+              0.25     314      800  0.9463  0.9685
+               0.5     628     1131  0.9611  0.9833
+               1.0    1257     1600  0.9833  0.9883  (mean of 3 seeds)
+
+Target (ViT >= 0.97, mean of 3 seeds, 30% held out): met, 0.9833. The CNN
+stays ahead at every size, and the gap shrinks as the data grows (5.2
+points at 125 images, 0.5 at 1,257). Timing: on that machine, under a load
+average of about 28 (each process got roughly a tenth of a core), the
+three seeds took 71 minutes and the sweep, run alongside as
+`--fractions 0.1 0.25 0.5 --seeds 1`, 44 minutes; per model 4 to 19
+minutes. On the unloaded machine a ViT trains in about 3 minutes (2 s per
+40 updates measured), so the whole default run takes about 15 minutes.
 """
 
 import argparse
@@ -243,25 +261,30 @@ def draw_filters(cnn, vit, path):
     plt.close(fig)
 
 
-def draw_data_efficiency(fractions, rows, num_train, path):
+def draw_data_efficiency(sizes, rows, path):
+    """Test accuracy of both models against the training-set size.
+
+    `sizes` are the numbers of training images, `rows` one dict of
+    accuracies per size, `{"vit": ..., "cnn": ...}`.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    sizes = [round(f * num_train) for f in fractions]
     for name, marker in (("vit", "o"), ("cnn", "s")):
         ax.plot(
             sizes,
-            [100 * rows[f][name] for f in fractions],
+            [100 * row[name] for row in rows],
             marker=marker,
             label={"vit": "ViT", "cnn": "CNN (same parameters)"}[name],
         )
     ax.set_xscale("log")
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(s) for s in sizes])
-    ax.set_xlabel("training images (same number of updates)")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("training images (updates grow as the square root)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -404,9 +427,8 @@ def main(args):
             )
     if args.figures and len(fractions) > 1:
         draw_data_efficiency(
-            fractions,
-            rows,
-            len(y_train),
+            [len(subset(x_train, y_train, f, seeds[0])[1]) for f in fractions],
+            [rows[f] for f in fractions],
             os.path.join(args.figures, "vit_digits_data_efficiency.png"),
         )
     print(
