@@ -43,10 +43,11 @@ Target (ViT >= 0.97, mean of 3 seeds, 30% held out): met, 0.9833. The CNN
 stays ahead at every size, and the gap shrinks as the data grows (5.2
 points at 125 images, 0.5 at 1,257). Timing: on that machine, under a load
 average of about 28 (each process got roughly a tenth of a core), the
-three seeds took 71 minutes and the sweep, run alongside as
+three seeds took 70 minutes of training and the sweep, run alongside as
 `--fractions 0.1 0.25 0.5 --seeds 1`, 44 minutes; per model 4 to 19
-minutes. On the unloaded machine a ViT trains in about 3 minutes (2 s per
-40 updates measured), so the whole default run takes about 15 minutes.
+minutes. Early in the session, at low load, 20 ViT updates took about 2 s,
+so on the machine alone a ViT trains in about 2.5 minutes and the whole
+default run should take 15 to 20 minutes (an estimate, not measured).
 """
 
 import argparse
