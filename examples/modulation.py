@@ -14,12 +14,14 @@ of -10 to 20 dB in steps of 2 dB; the receiver scales each frame to unit
 power. Training and test frames come from different random streams: the
 test frames are never seen in training.
 
-The model: a feature layer adds each sample's amplitude and phase step to
-I and Q (four channels), `keras_attn.layers.PatchEmbedding` cuts the
+The model: a feature layer adds each sample's amplitude, its phase step
+and its product with the conjugate of the sample one symbol earlier to I
+and Q (six channels), `keras_attn.layers.PatchEmbedding` cuts the
 frame into 1-D patches of 64 samples (8 symbols; 16 tokens) and embeds each
 linearly, and pre-norm `keras_attn.layers.TransformerEncoder` blocks with
 mean pooling classify. The baseline is a 1-D CNN of about the same size on
-the same four channels, trained the same way.
+the same six channels, trained the same way (each training batch at a
+fresh random carrier phase).
 
 Run (any backend):
 
