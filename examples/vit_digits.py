@@ -41,13 +41,13 @@ Full run (JAX backend, 2-core CPU shared with other jobs):
 
 Target (ViT >= 0.97, mean of 3 seeds, 30% held out): met, 0.9833. The CNN
 stays ahead at every size, and the gap shrinks as the data grows (5.2
-points at 125 images, 0.5 at 1,257). Timing: on that machine, under a load
-average of about 28 (each process got roughly a tenth of a core), the
-three seeds took 70 minutes of training and the sweep, run alongside as
-`--fractions 0.1 0.25 0.5 --seeds 1`, 44 minutes; per model 4 to 19
-minutes. Early in the session, at low load, 20 ViT updates took about 2 s,
-so on the machine alone a ViT trains in about 2.5 minutes and the whole
-default run should take 15 to 20 minutes (an estimate, not measured).
+points at 125 images, 0.5 at 1,257). Timing: the default run finished in
+83 minutes on that machine under a load average of about 28 (each process
+got roughly a tenth of a core; per model 1 to 19 minutes as the load
+varied); a second process, `--fractions 0.1 0.25 0.5 --seeds 1`, gave the
+same sweep numbers. Early in the session, at low load, 20 ViT updates took
+about 2 s, so on the machine alone a ViT trains in about 2.5 minutes and
+the default run should take 15 to 20 minutes (an estimate, not measured).
 """
 
 import argparse
