@@ -1,0 +1,551 @@
+"""Radio modulation recognition with a Transformer on raw IQ samples.
+
+Frames of 1,024 complex baseband samples (IQ) are generated for eight
+modulations: BPSK, QPSK, 8PSK, 16QAM and 64QAM (root-raised-cosine pulses,
+roll-off 0.35), GFSK (Gaussian filter BT = 0.35, modulation index 0.5), and
+the analog AM (with carrier, depth 0.5 to 0.9) and FM (peak deviation 0.02
+to 0.06 cycles per sample), driven by a random band-limited message. The
+digital ones run at 8 samples per symbol (128 symbols per frame). Each frame
+goes through a channel: two echoes 1 to 12 samples late (Rayleigh gains,
+mean power 2% each, random phases), a random carrier phase, a carrier
+frequency offset of up to 0.001 cycles per sample (up to one full turn over
+the frame), and white Gaussian noise at a signal-to-noise ratio (per sample)
+of -10 to 20 dB in steps of 2 dB; the receiver scales each frame to unit
+power. Training and test frames come from different random streams: the
+test frames are never seen in training.
+
+The model: a feature layer adds each sample's amplitude, its phase step
+and its product with the conjugate of the sample one symbol earlier to I
+and Q (six channels), `keras_attn.layers.PatchEmbedding` cuts the
+frame into 1-D patches of 64 samples (8 symbols; 16 tokens) and embeds each
+linearly, and pre-norm `keras_attn.layers.TransformerEncoder` blocks with
+mean pooling classify. The baseline is a 1-D CNN of about the same size on
+the same six channels, trained the same way (each training batch at a
+fresh random carrier phase).
+
+Run (any backend):
+
+    KERAS_BACKEND=jax python examples/modulation.py [--figures docs/images]
+    KERAS_BACKEND=jax python examples/modulation.py --predict QPSK:10 FM:0
+
+`--predict MOD:SNR ...` generates one test frame per item (from a fixed
+random stream, so the answers repeat) and prints the saved Transformer's
+(`--out`, default `examples/output/`) answer.
+
+Full run (JAX backend, 2-core CPU shared with other jobs, seed 0):
+
+    model                  parameters  acc. SNR >= 10 dB  acc. all SNRs  train
+    Transformer (patches)      93,256             0.6406         0.5645  303 s
+    1-D CNN                    91,807             0.7198         0.6582  831 s
+
+Target (>= 0.90 at SNR >= 10 dB) NOT reached. Both models separate BPSK,
+GFSK, AM and FM (97-100%) but confuse QPSK, 8PSK, 16QAM and 64QAM with
+each other almost at random at every SNR (see the confusion matrix on the
+docs page): with 5,120 training frames and 10 epochs, which is what the
+shared machine allowed (load average 28 on 2 cores during the run; 22
+minutes in all), neither learned the constellation statistics. Measured on
+the JAX backend, 2-core CPU shared with other jobs, seed 0, per SNR:
+accuracy rises from 0.27 (Transformer) / 0.44 (CNN) at -10 dB to a plateau
+of about 0.65 / 0.72 from 0 dB on.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_attn.layers import PatchEmbedding
+from keras_attn.layers import TransformerEncoder
+
+CLASSES = ("BPSK", "QPSK", "8PSK", "16QAM", "64QAM", "GFSK", "AM", "FM")
+SNRS = tuple(range(-10, 21, 2))
+SPS = 8  # samples per symbol
+FRAME = 1024  # complex samples per frame
+MARGIN = 64  # samples generated on each side and dropped (filter edges)
+MODEL_FILE = "modulation.keras"
+PREDICT_ITEMS = ("BPSK:10", "QPSK:12", "8PSK:14", "16QAM:16", "64QAM:18")
+PREDICT_ITEMS += ("GFSK:10", "AM:0", "FM:20")
+
+
+# -- Signals ------------------------------------------------------------------
+
+
+def rrc_taps(beta=0.35, span=8):
+    """Root-raised-cosine pulse, `span` symbols long, unit energy."""
+    t = np.arange(-span * SPS // 2, span * SPS // 2 + 1) / SPS
+    taps = np.empty_like(t)
+    for i, ti in enumerate(t):
+        if abs(ti) < 1e-9:
+            taps[i] = 1 - beta + 4 * beta / np.pi
+        elif abs(abs(4 * beta * ti) - 1) < 1e-9:
+            taps[i] = (beta / np.sqrt(2)) * (
+                (1 + 2 / np.pi) * np.sin(np.pi / (4 * beta))
+                + (1 - 2 / np.pi) * np.cos(np.pi / (4 * beta))
+            )
+        else:
+            taps[i] = (
+                np.sin(np.pi * ti * (1 - beta))
+                + 4 * beta * ti * np.cos(np.pi * ti * (1 + beta))
+            ) / (np.pi * ti * (1 - (4 * beta * ti) ** 2))
+    return taps / np.sqrt(np.sum(taps**2))
+
+
+def gaussian_taps(bt=0.35, span=4):
+    """Gaussian frequency filter of GFSK, unit DC gain."""
+    t = np.arange(-span * SPS // 2, span * SPS // 2 + 1) / SPS
+    a = np.sqrt(np.log(2) / 2) / bt
+    taps = np.exp(-((np.pi * t / a) ** 2))
+    return taps / taps.sum()
+
+
+def constellation(name):
+    """The symbol alphabet of a PSK or square QAM, unit mean power."""
+    if name.endswith("PSK"):
+        order = {"BPSK": 2, "QPSK": 4, "8PSK": 8}[name]
+        return np.exp(2j * np.pi * np.arange(order) / order)
+    side = int(np.sqrt(int(name[:-3])))
+    levels = np.arange(side) * 2 - (side - 1)
+    points = (levels[:, None] + 1j * levels[None, :]).ravel()
+    return points / np.sqrt(np.mean(np.abs(points) ** 2))
+
+
+def filter_rows(x, taps):
+    """Each row of `x` filtered by `taps` ('same' length, centred)."""
+    n = x.shape[1] + len(taps) - 1
+    y = np.fft.ifft(np.fft.fft(x, n) * np.fft.fft(taps, n), n)
+    start = (len(taps) - 1) // 2
+    return y[:, start : start + x.shape[1]]
+
+
+def message(count, length, rng):
+    """Random band-limited messages in [-1, 1] (cut-off 0.4% to 2% of fs)."""
+    low, high = int(0.004 * length), int(0.02 * length)
+    cutoff = rng.integers(low, high + 1, (count, 1))  # in FFT bins
+    bins = np.arange(length)[None, :]
+    keep = (bins >= 1) & (bins <= cutoff)
+    spectrum = rng.normal(size=(count, length)) + 1j * rng.normal(
+        size=(count, length)
+    )
+    signal = np.fft.ifft(spectrum * keep, axis=1).real
+    return signal / np.max(np.abs(signal), axis=1, keepdims=True)
+
+
+def modulate(name, count, length, rng):
+    """`count` clean complex baseband signals of `length` samples."""
+    if name in ("AM", "FM"):
+        m = message(count, length, rng)
+        if name == "AM":
+            depth = rng.uniform(0.5, 0.9, (count, 1))
+            return (1 + depth * m).astype(complex)
+        deviation = rng.uniform(0.02, 0.06, (count, 1))  # cycles per sample
+        return np.exp(2j * np.pi * np.cumsum(deviation * m, axis=1))
+    symbols = length // SPS
+    if name == "GFSK":
+        bits = rng.integers(0, 2, (count, symbols)) * 2.0 - 1.0
+        frequency = filter_rows(np.repeat(bits, SPS, axis=1), gaussian_taps())
+        index = 0.5  # modulation index: +-pi/2 phase per symbol
+        return np.exp(1j * np.pi * index * np.cumsum(frequency.real, 1) / SPS)
+    points = constellation(name)
+    impulses = np.zeros((count, symbols * SPS), complex)
+    impulses[:, ::SPS] = points[rng.integers(0, len(points), (count, symbols))]
+    return filter_rows(impulses, rrc_taps()) * np.sqrt(SPS)
+
+
+def channel(x, snr_db, rng):
+    """Multipath, carrier phase and frequency offset, noise, unit power."""
+    count, length = x.shape
+    y = x.copy()
+    rows = np.arange(count)[:, None]
+    for _ in range(2):  # two echoes
+        delay = rng.integers(1, 13, count)
+        gain = rng.rayleigh(0.1, count) * np.exp(2j * np.pi * rng.random(count))
+        index = np.arange(length)[None, :] - delay[:, None]
+        echo = np.where(index >= 0, x[rows, np.maximum(index, 0)], 0)
+        y = y + gain[:, None] * echo
+    phase = 2 * np.pi * rng.random((count, 1))
+    offset = rng.uniform(-1e-3, 1e-3, (count, 1))  # cycles per sample
+    y = y * np.exp(1j * (phase + 2 * np.pi * offset * np.arange(length)))
+    power = np.mean(np.abs(y) ** 2, axis=1, keepdims=True)
+    noise_power = power / 10 ** (np.asarray(snr_db)[:, None] / 10)
+    noise = rng.normal(size=y.shape) + 1j * rng.normal(size=y.shape)
+    y = y + noise * np.sqrt(noise_power / 2)
+    return y / np.sqrt(np.mean(np.abs(y) ** 2, axis=1, keepdims=True))
+
+
+def make_frames(labels, snrs, rng):
+    """Frames `(N, FRAME, 2)` float32 (I, Q) for class ids and SNRs in dB."""
+    labels, snrs = np.asarray(labels), np.asarray(snrs, "float64")
+    frames = np.empty((len(labels), FRAME), complex)
+    for c, name in enumerate(CLASSES):
+        where = np.flatnonzero(labels == c)
+        if len(where):
+            clean = modulate(name, len(where), FRAME + 2 * MARGIN, rng)
+            received = channel(clean, snrs[where], rng)
+            frames[where] = received[:, MARGIN : MARGIN + FRAME]
+    return np.stack([frames.real, frames.imag], axis=-1).astype("float32")
+
+
+def make_dataset(per_cell, seed):
+    """`per_cell` frames for every (modulation, SNR), shuffled."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(CLASSES)), len(SNRS) * per_cell)
+    snrs = np.tile(np.repeat(SNRS, per_cell), len(CLASSES))
+    order = rng.permutation(len(labels))
+    labels, snrs = labels[order], snrs[order]
+    return make_frames(labels, snrs, rng), labels, snrs
+
+
+def predict_frames(items, seed):
+    """One frame per 'MOD:SNR' item, from a random stream of its own."""
+    frames, labels = [], []
+    for item in items:
+        name, _, snr = item.partition(":")
+        if name not in CLASSES or not snr.lstrip("-").isdigit():
+            raise ValueError(
+                f"Each --predict item must be MOD:SNR with MOD one of "
+                f"{', '.join(CLASSES)}. Received: {item!r}"
+            )
+        label = CLASSES.index(name)
+        rng = np.random.default_rng([seed, 7, label, int(snr) + 100])
+        frames.append(make_frames([label], [int(snr)], rng)[0])
+        labels.append(label)
+    return np.stack(frames), np.array(labels)
+
+
+# -- Models -------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="modulation_example")
+class IQFeatures(keras.layers.Layer):
+    """(B, T, 2) I and Q -> (B, T, 6) features for each sample.
+
+    The channels: I, Q; the amplitude `|x[t]|`; the phase step, the angle
+    of `x[t] * conj(x[t - 1])` divided by pi (the instantaneous frequency,
+    which FM and GFSK carry their information in); and the real and
+    imaginary parts of `x[t] * conj(x[t - SPS])`, the product with the
+    sample one symbol earlier, whose phase is the symbol-to-symbol phase
+    change of PSK and QAM whatever the carrier phase. Positions before the
+    frame start count as zeros.
+    """
+
+    def call(self, x):
+        i, q = x[..., 0], x[..., 1]  # (B, T) each
+        amplitude = ops.sqrt(i * i + q * q + 1e-12)
+
+        def times_conj_lagged(lag):
+            # x[t] * conj(x[t - lag]) as (real, imag), each (B, T).
+            i_lag = ops.pad(i, [[0, 0], [lag, 0]])[:, :-lag]
+            q_lag = ops.pad(q, [[0, 0], [lag, 0]])[:, :-lag]
+            return i * i_lag + q * q_lag, q * i_lag - i * q_lag
+
+        real, imag = times_conj_lagged(1)
+        step = ops.arctan2(imag, real + 1e-12) / np.pi
+        symbol_real, symbol_imag = times_conj_lagged(SPS)
+        features = [amplitude, step, symbol_real, symbol_imag]
+        # (B, T, 2) + 4 x (B, T, 1) -> (B, T, 6)
+        return ops.concatenate([x] + [f[..., None] for f in features], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 6)
+
+
+class RotatedFrames(keras.utils.PyDataset):
+    """Shuffled training batches, each frame at a fresh random carrier phase.
+
+    The carrier phase is random in the data anyway; drawing it again for
+    every batch shows the models each frame at many phases.
+    """
+
+    def __init__(self, x, y, batch_size, seed):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(y))
+
+    def __len__(self):
+        return int(np.ceil(len(self.y) / self.batch_size))
+
+    def __getitem__(self, index):
+        pick = self.order[
+            index * self.batch_size : (index + 1) * self.batch_size
+        ]
+        angle = self.rng.uniform(0, 2 * np.pi, (len(pick), 1))
+        cos, sin = np.cos(angle), np.sin(angle)
+        i, q = self.x[pick, :, 0], self.x[pick, :, 1]
+        # (i + jq) * (cos + j sin)
+        rotated = np.stack([i * cos - q * sin, i * sin + q * cos], axis=-1)
+        return rotated.astype("float32"), self.y[pick]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.y))
+
+
+def build_transformer(dim, layers, patch):
+    inputs = keras.Input((FRAME, 2), name="iq")
+    x = IQFeatures(name="features")(inputs)
+    x = PatchEmbedding(patch, dim, name="patch_embedding")(x)  # (B, T/p, D)
+    for i in range(layers):
+        x = TransformerEncoder(
+            intermediate_dim=2 * dim,
+            num_heads=4,
+            activation="gelu",
+            normalize_first=True,
+            name=f"encoder_{i}",
+        )(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)  # (B, D)
+    outputs = keras.layers.Dense(len(CLASSES), name="classifier")(x)
+    return keras.Model(inputs, outputs, name="transformer")
+
+
+def build_cnn(width):
+    """Four convolutions with pooling, global pooling, a small head."""
+    inputs = keras.Input((FRAME, 2), name="iq")
+    x = IQFeatures(name="features")(inputs)
+    for scale, pool in ((1, 4), (1, 4), (2, 4), (2, 2)):
+        x = keras.layers.Conv1D(
+            scale * width, 7, padding="same", activation="relu"
+        )(x)
+        x = keras.layers.MaxPooling1D(pool)(x)  # T / 4, / 16, / 64, / 128
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dense(2 * width, activation="relu")(x)
+    outputs = keras.layers.Dense(len(CLASSES), name="classifier")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def cnn_width_for(params):
+    """The CNN width whose parameter count is closest to `params`."""
+
+    def count(w):
+        # Convolutions 6 -> w -> w -> 2w -> 2w (kernel 7), dense 2w -> 2w,
+        # classifier 2w -> 8.
+        convs = (42 + 1) * w + (7 * w + 1) * w
+        convs += (7 * w + 1) * 2 * w + (14 * w + 1) * 2 * w
+        return convs + (2 * w + 1) * 2 * w + (2 * w + 1) * len(CLASSES)
+
+    return min(range(2, 256), key=lambda w: abs(count(w) - params))
+
+
+def train(model, data, args, seed):
+    x, y = data
+    steps = args.epochs * int(np.ceil(len(y) / args.batch_size))
+    warmup = max(1, steps // 10)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            keras.optimizers.schedules.CosineDecay(
+                0.0,
+                steps - warmup,
+                warmup_target=args.learning_rate,
+                warmup_steps=warmup,
+            ),
+            weight_decay=0.01,
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    start = time.time()
+    batches = RotatedFrames(x, y, args.batch_size, seed)
+    history = model.fit(batches, epochs=args.epochs, verbose=args.verbose)
+    return time.time() - start, history.history["loss"]
+
+
+def per_snr_accuracy(model, x, y, snrs):
+    predicted = np.argmax(model.predict(x, batch_size=256, verbose=0), -1)
+    table = {
+        int(s): float(np.mean(predicted[snrs == s] == y[snrs == s]))
+        for s in np.unique(snrs)
+    }
+    high = snrs >= 10
+    return table, float(np.mean(predicted[high] == y[high])), predicted
+
+
+# -- Figures ------------------------------------------------------------------
+
+
+def draw_figures(tables, confusion, directory):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = {"transformer": "Transformer (1-D patches)", "cnn": "1-D CNN"}
+    for (name, table), marker in zip(tables.items(), "os"):
+        snrs = sorted(table)
+        ax.plot(
+            snrs,
+            [100 * table[s] for s in snrs],
+            marker=marker,
+            label=labels[name],
+        )
+    ax.axhline(100 / len(CLASSES), color="gray", lw=0.8, ls=":", label="chance")
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    ax.set_title("Modulation recognition: accuracy against SNR")
+    fig.savefig(
+        os.path.join(directory, "modulation_accuracy_snr.png"),
+        dpi=110,
+        bbox_inches="tight",
+    )
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(CLASSES)):
+        for j in range(len(CLASSES)):
+            if confusion[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * rates[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black",
+                )
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45)
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Transformer, SNR >= 10 dB (% of each row)")
+    fig.savefig(
+        os.path.join(directory, "modulation_confusion.png"),
+        dpi=110,
+        bbox_inches="tight",
+    )
+    plt.close(fig)
+
+
+# -- Main ---------------------------------------------------------------------
+
+
+def predict(args):
+    model = keras.models.load_model(os.path.join(args.out, MODEL_FILE))
+    frames, labels = predict_frames(args.predict, args.seed)
+    predicted = np.argmax(model.predict(frames, verbose=0), -1)
+    print(f"{'item':>10} {'predicted':>9}")
+    for item, p in zip(args.predict, predicted):
+        print(f"{item:>10} {CLASSES[p]:>9}")
+    print(
+        "PREDICT "
+        + json.dumps(
+            {"items": list(args.predict), "labels": predicted.tolist()}
+        )
+    )
+
+
+def main(args):
+    start = time.time()
+    x_train, y_train, _ = make_dataset(args.train_per_cell, args.seed)
+    x_test, y_test, snr_test = make_dataset(
+        args.test_per_cell, args.seed + 1000
+    )
+    print(
+        f"{len(y_train)} training and {len(y_test)} test frames "
+        f"({time.time() - start:.0f} s to generate)"
+    )
+    models = {}
+    keras.utils.set_random_seed(args.seed)
+    models["transformer"] = build_transformer(args.dim, args.layers, args.patch)
+    params = models["transformer"].count_params()
+    width = cnn_width_for(params)
+    keras.utils.set_random_seed(args.seed)
+    models["cnn"] = build_cnn(width)
+
+    tables, results = {}, {}
+    for name, model in models.items():
+        print(f"== {name}: {model.count_params():,} parameters")
+        keras.utils.set_random_seed(args.seed)
+        seconds, losses = train(model, (x_train, y_train), args, args.seed)
+        table, high, predicted = per_snr_accuracy(
+            model, x_test, y_test, snr_test
+        )
+        tables[name] = table
+        results[name] = dict(
+            parameters=model.count_params(),
+            accuracy_snr_10_up=high,
+            accuracy=float(np.mean(predicted == y_test)),
+            seconds=round(seconds, 1),
+            first_loss=losses[0],
+            last_loss=losses[-1],
+        )
+        if name == "transformer":
+            strong = snr_test >= 10
+            confusion = np.zeros((len(CLASSES),) * 2, int)
+            np.add.at(confusion, (y_test[strong], predicted[strong]), 1)
+        print(f"   accuracy at SNR >= 10 dB: {high:.4f} ({seconds:.0f} s)")
+
+    transformer = models["transformer"]
+    os.makedirs(args.out, exist_ok=True)
+    transformer.save(os.path.join(args.out, MODEL_FILE))
+    frames, _ = predict_frames(PREDICT_ITEMS, args.seed)
+    predict_labels = np.argmax(transformer.predict(frames, verbose=0), -1)
+
+    print(f"\n{'SNR (dB)':>8} {'Transformer':>11} {'CNN':>7}")
+    for s in sorted(tables["transformer"]):
+        print(
+            f"{s:>8} {tables['transformer'][s]:>11.4f} {tables['cnn'][s]:>7.4f}"
+        )
+    print(
+        f"{'>= 10':>8} {results['transformer']['accuracy_snr_10_up']:>11.4f}"
+        f" {results['cnn']['accuracy_snr_10_up']:>7.4f}"
+    )
+    print(
+        f"{'all':>8} {results['transformer']['accuracy']:>11.4f}"
+        f" {results['cnn']['accuracy']:>7.4f}"
+    )
+    if args.figures:
+        draw_figures(tables, confusion, args.figures)
+    print(
+        "RESULT "
+        + json.dumps(
+            dict(
+                backend=keras.backend.backend(),
+                models=results,
+                accuracy_by_snr={
+                    n: {str(s): a for s, a in t.items()}
+                    for n, t in tables.items()
+                },
+                predict_items=list(PREDICT_ITEMS),
+                predict_labels=predict_labels.tolist(),
+                total_seconds=round(time.time() - start, 1),
+            )
+        )
+    )
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small slice")
+    parser.add_argument("--out", default=os.path.join("examples", "output"))
+    parser.add_argument("--figures", default=None, help="write figures here")
+    parser.add_argument("--predict", nargs="+", metavar="MOD:SNR", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.train_per_cell = 3 if args.quick else 40
+    args.test_per_cell = 1 if args.quick else 20
+    args.epochs = 2 if args.quick else 10
+    args.batch_size = 64
+    args.learning_rate = 1e-3
+    args.dim, args.layers, args.patch = (
+        (32, 1, 64) if args.quick else (64, 2, 64)
+    )
+    args.verbose = 2
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.predict:
+        predict(arguments)
+    else:
+        main(arguments)
