@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_attn._compat import inference_mode
+from keras_attn._validation import check_rank
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -198,12 +199,8 @@ class Transformer(keras.Model):
         )
 
     def _check_ids(self, name, token_ids):
+        check_rank(name, token_ids, 2, "(batch, length)")
         shape = tuple(token_ids.shape)
-        if len(shape) != 2:
-            raise ValueError(
-                f"`{name}` must have shape (batch, length). Received: "
-                f"{name}.shape={shape}"
-            )
         if shape[1] is not None and shape[1] > self.max_sequence_length:
             raise ValueError(
                 f"`{name}` is longer than `max_sequence_length` "
