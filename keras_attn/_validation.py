@@ -73,6 +73,21 @@ def check_rate(name, value, allow_none=False):
     return value
 
 
+def check_positive_ints(**values):
+    """Each keyword argument is a positive int; the first bad one raises."""
+    for name, value in values.items():
+        check_positive_int(name, value)
+
+
+def check_heads_divide(hidden_dim, num_heads):
+    """`hidden_dim` splits evenly into `num_heads` heads."""
+    if hidden_dim % num_heads:
+        raise ValueError(
+            "`hidden_dim` must be a multiple of `num_heads`. Received: "
+            f"hidden_dim={hidden_dim}, num_heads={num_heads}"
+        )
+
+
 def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(

@@ -13,10 +13,12 @@ import numpy as np
 from keras import ops
 
 from keras_attn._validation import check_choice
+from keras_attn._validation import check_heads_divide
 from keras_attn._validation import check_integer_dtype
 from keras_attn._validation import check_mask_dtype
 from keras_attn._validation import check_non_negative_int
 from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_ints
 from keras_attn._validation import check_rank
 from keras_attn.generation.beam_search import beam_search
 from keras_attn.generation.greedy import greedy_search
@@ -41,20 +43,15 @@ def check_model_sizes(
     intermediate_dim,
 ):
     """The size checks shared by `Transformer` and `TransformerLM`."""
-    for name, value in (
-        ("vocabulary_size", vocabulary_size),
-        ("max_sequence_length", max_sequence_length),
-        ("num_layers", num_layers),
-        ("num_heads", num_heads),
-        ("hidden_dim", hidden_dim),
-    ):
-        check_positive_int(name, value)
+    check_positive_ints(
+        vocabulary_size=vocabulary_size,
+        max_sequence_length=max_sequence_length,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+    )
     check_positive_int("intermediate_dim", intermediate_dim, allow_none=True)
-    if hidden_dim % num_heads:
-        raise ValueError(
-            "`hidden_dim` must be a multiple of `num_heads`. Received: "
-            f"hidden_dim={hidden_dim}, num_heads={num_heads}"
-        )
+    check_heads_divide(hidden_dim, num_heads)
 
 
 def store_sizes(

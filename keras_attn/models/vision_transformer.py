@@ -4,8 +4,10 @@ import keras
 from keras import ops
 
 from keras_attn._validation import check_choice
+from keras_attn._validation import check_heads_divide
 from keras_attn._validation import check_pair
 from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_ints
 from keras_attn._validation import check_rate
 from keras_attn.layers.transformer.transformer_encoder import TransformerEncoder
 from keras_attn.layers.vision.patch_embedding import PatchEmbedding
@@ -166,19 +168,14 @@ class VisionTransformer(keras.Model):
                 f"`patch_size` must divide `image_size`. Received: "
                 f"patch_size={patch_size}, image_size={image_size}"
             )
-        for name, value in (
-            ("num_layers", num_layers),
-            ("num_heads", num_heads),
-            ("hidden_dim", hidden_dim),
-            ("num_channels", num_channels),
-        ):
-            check_positive_int(name, value)
+        check_positive_ints(
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            num_channels=num_channels,
+        )
         check_positive_int("num_classes", num_classes, allow_none=True)
-        if hidden_dim % num_heads:
-            raise ValueError(
-                "`hidden_dim` must be divisible by `num_heads`. Received: "
-                f"hidden_dim={hidden_dim}, num_heads={num_heads}"
-            )
+        check_heads_divide(hidden_dim, num_heads)
         check_choice("pooling", pooling, POOLINGS)
         check_rate("dropout", dropout)
         data_format = data_format or keras.config.image_data_format()

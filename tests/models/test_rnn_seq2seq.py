@@ -129,7 +129,7 @@ def test_bad_arguments(kwargs, match):
 def test_bad_inputs(rng):
     model = _small_model()
     source, decoder_in, _ = _reverse_data(rng, 2)
-    with pytest.raises(ValueError, match="encoder_tokens"):
+    with pytest.raises(ValueError, match="encoder_token_ids"):
         model((source[0], decoder_in))
     with pytest.raises(ValueError, match="inputs"):
         model(source)
