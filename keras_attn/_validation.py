@@ -31,46 +31,52 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
-def check_non_negative_int(name, value, allow_none=False):
+def _check_scalar(name, value, allow_none, types, accept, description):
+    """`value` is a number of `types` (never a bool) that `accept`s."""
     if value is None and allow_none:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < 0
+    if isinstance(value, bool) or not (
+        isinstance(value, types) and accept(value)
     ):
         raise ValueError(
-            f"`{name}` must be a non-negative integer. Received: "
-            f"{name}={value!r}"
+            f"`{name}` must be {description}. Received: {name}={value!r}"
         )
-    return int(value)
+    return value
+
+
+def check_non_negative_int(name, value, allow_none=False):
+    value = _check_scalar(
+        name,
+        value,
+        allow_none,
+        numbers.Integral,
+        lambda v: v >= 0,
+        "a non-negative integer",
+    )
+    return None if value is None else int(value)
 
 
 def check_positive_number(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not value > 0
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive number. Received: {name}={value!r}"
-        )
-    return value
+    return _check_scalar(
+        name,
+        value,
+        allow_none,
+        numbers.Real,
+        lambda v: v > 0,
+        "a positive number",
+    )
 
 
 def check_rate(name, value, allow_none=False):
     """A dropout-style rate in `[0, 1)`."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not (
-        isinstance(value, numbers.Real) and 0.0 <= value < 1.0
-    ):
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
-        )
-    return value
+    return _check_scalar(
+        name,
+        value,
+        allow_none,
+        numbers.Real,
+        lambda v: 0.0 <= v < 1.0,
+        "a float in [0, 1)",
+    )
 
 
 def check_positive_ints(**values):

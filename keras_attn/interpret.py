@@ -14,6 +14,8 @@ import numpy as np
 
 from keras_attn._validation import check_choice
 
+__all__ = ["attention_rollout"]
+
 HEAD_FUSIONS = ("mean", "max", "min")
 
 

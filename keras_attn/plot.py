@@ -11,6 +11,16 @@ import numpy as np
 from keras_attn._validation import check_choice
 from keras_attn._validation import check_positive_int
 
+__all__ = [
+    "patch_filter_components",
+    "plot_attention",
+    "plot_attention_rollout",
+    "plot_patch_filters",
+    "plot_position_encoding",
+    "plot_position_similarity",
+    "position_similarity",
+]
+
 
 def _subplots(*args, figsize=None, **kwargs):
     """A new `Figure` and its axes, without pyplot.

@@ -179,13 +179,7 @@ def generate(
     prompt,
     prompt_mask,
     batch_size,
-    max_length,
-    method,
-    start_token,
-    end_token,
-    pad_token,
-    return_attention_scores,
-    options,
+    request,
     max_sequence_length=None,
     first_index=None,
 ):
@@ -196,8 +190,7 @@ def generate(
         prompt: `(B, P)` int32 tensor or None.
         prompt_mask: `(B, P)` boolean tensor or None (all True).
         batch_size: int, `B`.
-        max_length, method, start_token, end_token, pad_token,
-        return_attention_scores, options: `generate`'s arguments.
+        request: the `GenerateRequest` of the `generate` call.
         max_sequence_length: optional int, the longest sequence the model
             takes.
         first_index: optional int, the first position the loop runs at
@@ -207,6 +200,10 @@ def generate(
     Returns:
         Tokens `(B, max_length)`, or `(tokens, scores)`.
     """
+    max_length, method = request.max_length, request.method
+    start_token, end_token = request.start_token, request.end_token
+    pad_token, options = request.pad_token, request.options
+    return_attention_scores = request.return_attention_scores
     check_choice("method", method, METHODS)
     check_positive_int("max_length", max_length)
     check_non_negative_int("pad_token", pad_token)

@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from keras_attn._compat import inference_mode
 from keras_attn._validation import check_choice
 from keras_attn._validation import check_non_negative_int
 from keras_attn._validation import check_positive_int
@@ -15,13 +14,14 @@ from keras_attn.models._decoding import empty_scores
 from keras_attn.models._decoding import generate
 from keras_attn.models._decoding import parse_seq2seq_inputs
 from keras_attn.models._decoding import write_scores
+from keras_attn.models._generate_mixin import GenerateMixin
 
 RNN_TYPES = ("lstm", "gru")
 ATTENTION_TYPES = ("bahdanau", "luong")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class RNNSeq2Seq(keras.Model):
+class RNNSeq2Seq(GenerateMixin, keras.Model):
     """A sequence-to-sequence model: bidirectional RNN encoder, attentional
     RNN decoder.
 
@@ -277,116 +277,60 @@ class RNNSeq2Seq(keras.Model):
 
     # -- inference -----------------------------------------------------------
 
-    def generate(
-        self,
-        inputs,
-        max_length,
-        method="greedy",
-        start_token=None,
-        end_token=None,
-        pad_token=0,
-        use_cache=True,
-        return_attention_scores=False,
-        **options,
-    ):
-        """Translates source sequences, with greedy search, beam search or
-        sampling.
+    def _generate(self, inputs, request):
+        # The `generate` of `GenerateMixin` calls this under inference mode.
+        parsed = parse_seq2seq_inputs(inputs)
+        source = parsed["encoder_token_ids"]
+        if not self.built:
+            self.build((tuple(source.shape), (None, None)))
+        memory, memory_mask, cell_state = self.encode(source)
+        batch_size, source_length = source.shape[0], memory.shape[1]
+        if memory_mask is None:
+            memory_mask = ops.ones((batch_size, source_length), "bool")
+        if parsed["encoder_padding_mask"] is not None:
+            memory_mask = ops.logical_and(
+                memory_mask, parsed["encoder_padding_mask"]
+            )
 
-        The contract shared with `Transformer` and `TransformerLM` (see
-        `keras_attn.models` for the full statement): `max_length` counts the
-        decoder prompt and start token; prompts of different lengths go
-        right-padded with a `padding_mask`; the result is `(B, max_length)`
-        int32 tokens, the prompt included and `pad_token` after
-        `end_token`. Runs without gradient tracking.
-
-        Args:
-            inputs: the source `encoder_token_ids (B, S)`, or a dict with
-                `"encoder_token_ids"`, and optionally
-                `"encoder_padding_mask"` (True on real source tokens; it
-                masks the attention, while the encoder RNN skips only
-                `padding_token`), `"token_ids"` (a decoder prompt) and
-                `"padding_mask"` (True on its real tokens).
-            max_length: int, the length of the returned sequences (start
-                token and prompt included).
-            method: `"greedy"`, `"beam"` or `"sample"`.
-            start_token: int put before every decoder prompt; required
-                without a decoder prompt.
-            end_token: optional int; a sequence stops after it.
-            pad_token: int written after `end_token`. Defaults to `0`.
-            use_cache: accepted for the shared contract; the RNN decoder
-                always steps on its state.
-            return_attention_scores: bool, also return the alignments
-                `(B, max_length, S)`: row `i` is the attention over the
-                source when producing token `i` (zeros on prompt rows),
-                for `keras_attn.plot.plot_attention`.
-            **options: arguments of the decoding loop: `beam_width`,
-                `length_penalty` (beam); `temperature`, `top_k`, `top_p`,
-                `seed` (sample).
-
-        Returns:
-            `(B, max_length)` int32 tokens, or `(tokens, scores)`.
-        """
-        with inference_mode():
-            parsed = parse_seq2seq_inputs(inputs)
-            source = parsed["encoder_token_ids"]
-            if not self.built:
-                self.build((tuple(source.shape), (None, None)))
-            memory, memory_mask, cell_state = self.encode(source)
-            batch_size, source_length = source.shape[0], memory.shape[1]
-            if memory_mask is None:
-                memory_mask = ops.ones((batch_size, source_length), "bool")
-            if parsed["encoder_padding_mask"] is not None:
-                memory_mask = ops.logical_and(
-                    memory_mask, parsed["encoder_padding_mask"]
+        def make_step(tokens, start_index, with_scores):
+            cache = {
+                "state": self.decoder.get_initial_state(batch_size, cell_state),
+                "memory": memory,
+                "keys": self.decoder.precompute(memory),
+                "memory_mask": memory_mask,
+            }
+            if with_scores:
+                cache["scores"] = empty_scores(
+                    batch_size, tokens.shape[1], source_length
                 )
 
-            def make_step(tokens, start_index, with_scores):
-                cache = {
-                    "state": self.decoder.get_initial_state(
-                        batch_size, cell_state
-                    ),
-                    "memory": memory,
-                    "keys": self.decoder.precompute(memory),
-                    "memory_mask": memory_mask,
-                }
+            def next_fn(tokens, cache, index):
+                previous = ops.take(tokens, index - 1, axis=1)  # (B,)
+                y = self.decoder_embedding(previous)  # (B, E)
+                output, state, alignment = self.decoder.step(
+                    y,
+                    cache["state"],
+                    cache["memory"],
+                    keys=cache["keys"],
+                    memory_mask=cache["memory_mask"],
+                )
+                cache = dict(cache, state=state)
                 if with_scores:
-                    cache["scores"] = empty_scores(
-                        batch_size, tokens.shape[1], source_length
-                    )
+                    cache = write_scores(cache, index, alignment)
+                return self.output_dense(output), cache  # (B, V)
 
-                def next_fn(tokens, cache, index):
-                    previous = ops.take(tokens, index - 1, axis=1)  # (B,)
-                    y = self.decoder_embedding(previous)  # (B, E)
-                    output, state, alignment = self.decoder.step(
-                        y,
-                        cache["state"],
-                        cache["memory"],
-                        keys=cache["keys"],
-                        memory_mask=cache["memory_mask"],
-                    )
-                    cache = dict(cache, state=state)
-                    if with_scores:
-                        cache = write_scores(cache, index, alignment)
-                    return self.output_dense(output), cache  # (B, V)
+            # The RNN has no cache to prefill: the loop steps from the
+            # start token, keeping the prompt tokens it walks over.
+            return next_fn, cache
 
-                # The RNN has no cache to prefill: the loop steps from the
-                # start token, keeping the prompt tokens it walks over.
-                return next_fn, cache
-
-            return generate(
-                make_step,
-                parsed["token_ids"],
-                parsed["padding_mask"],
-                batch_size,
-                max_length,
-                method,
-                start_token,
-                end_token,
-                pad_token,
-                return_attention_scores,
-                options,
-                first_index=1,
-            )
+        return generate(
+            make_step,
+            parsed["token_ids"],
+            parsed["padding_mask"],
+            batch_size,
+            request,
+            first_index=1,
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -1,7 +1,6 @@
 import keras
 from keras import ops
 
-from keras_attn._compat import inference_mode
 from keras_attn._validation import check_rank
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
@@ -13,13 +12,14 @@ from keras_attn.models._decoding import encoder_decoder_step
 from keras_attn.models._decoding import generate
 from keras_attn.models._decoding import parse_seq2seq_inputs
 from keras_attn.models._decoding import store_sizes
+from keras_attn.models._generate_mixin import GenerateMixin
 
 _KEYS = ("encoder_token_ids", "token_ids")
 _MASK_KEYS = ("encoder_padding_mask", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class Transformer(keras.Model):
+class Transformer(GenerateMixin, keras.Model):
     """The encoder-decoder transformer of "Attention Is All You Need".
 
     The source tokens go through token and position embeddings and
@@ -401,84 +401,39 @@ class Transformer(keras.Model):
         outputs = (self._logits(x), tuple(new_self), tuple(new_cross))
         return outputs + (scores,) if return_attention_scores else outputs
 
-    def generate(
-        self,
-        inputs,
-        max_length,
-        method="greedy",
-        start_token=None,
-        end_token=None,
-        pad_token=0,
-        use_cache=True,
-        return_attention_scores=False,
-        **options,
-    ):
-        """Decodes a target for each source sequence.
+    def _generate(self, inputs, request):
+        # The `generate` of `GenerateMixin` calls this under inference mode.
+        parsed = parse_seq2seq_inputs(inputs)
+        source = parsed["encoder_token_ids"]
+        self._check_ids("encoder_token_ids", source)
+        if not self.built:
+            self.build({_KEYS[0]: (None, None), _KEYS[1]: (None, None)})
+        memory = self.encode(source, parsed["encoder_padding_mask"])
+        memory_mask = self.encoder_padding_mask(
+            source, parsed["encoder_padding_mask"]
+        )
+        if memory_mask is None:
+            memory_mask = ops.ones(tuple(source.shape), "bool")
 
-        The contract shared with `TransformerLM` and `RNNSeq2Seq`, stated
-        in full in `keras_attn.models`.
-
-        Args:
-            inputs: the source `encoder_token_ids (B, S)`, or a dict with
-                `"encoder_token_ids"` and optionally `"encoder_padding_mask"`,
-                `"token_ids"` (a decoder prompt) and `"padding_mask"` (True
-                on real tokens; prompts right-padded).
-            max_length: int, the length of the returned sequences, start
-                token and prompt included (at most `max_sequence_length`).
-            method: `"greedy"`, `"beam"` or `"sample"`.
-            start_token: int put before every decoder prompt; required
-                without one.
-            end_token: optional int; a sequence stops after it.
-            pad_token: int written after `end_token`. Defaults to `0`.
-            use_cache: bool, one token per step against key/value caches,
-                or the decoder re-run on the whole prefix.
-            return_attention_scores: bool, also return `(B, max_length, S)`
-                scores: row `i` is the last decoder block's cross-attention
-                (head average) producing token `i`; zeros on prompt rows.
-            **options: `beam_width`, `length_penalty` (beam);
-                `temperature`, `top_k`, `top_p`, `seed` (sample).
-
-        Returns:
-            `(B, max_length)` int32 tokens, or `(tokens, scores)`.
-        """
-        with inference_mode():
-            parsed = parse_seq2seq_inputs(inputs)
-            source = parsed["encoder_token_ids"]
-            self._check_ids("encoder_token_ids", source)
-            if not self.built:
-                self.build({_KEYS[0]: (None, None), _KEYS[1]: (None, None)})
-            memory = self.encode(source, parsed["encoder_padding_mask"])
-            memory_mask = self.encoder_padding_mask(
-                source, parsed["encoder_padding_mask"]
+        def make_step(tokens, start_index, with_scores):
+            return encoder_decoder_step(
+                self,
+                tokens,
+                start_index,
+                memory,
+                memory_mask,
+                request.use_cache,
+                with_scores,
             )
-            if memory_mask is None:
-                memory_mask = ops.ones(tuple(source.shape), "bool")
 
-            def make_step(tokens, start_index, with_scores):
-                return encoder_decoder_step(
-                    self,
-                    tokens,
-                    start_index,
-                    memory,
-                    memory_mask,
-                    use_cache,
-                    with_scores,
-                )
-
-            return generate(
-                make_step,
-                parsed["token_ids"],
-                parsed["padding_mask"],
-                source.shape[0],
-                max_length,
-                method,
-                start_token,
-                end_token,
-                pad_token,
-                return_attention_scores,
-                options,
-                max_sequence_length=self.max_sequence_length,
-            )
+        return generate(
+            make_step,
+            parsed["token_ids"],
+            parsed["padding_mask"],
+            source.shape[0],
+            request,
+            max_sequence_length=self.max_sequence_length,
+        )
 
     def get_config(self):
         config = super().get_config()

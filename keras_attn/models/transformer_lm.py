@@ -1,7 +1,6 @@
 import keras
 from keras import ops
 
-from keras_attn._compat import inference_mode
 from keras_attn._validation import check_choice
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
@@ -13,12 +12,13 @@ from keras_attn.models._decoding import generate
 from keras_attn.models._decoding import parse_lm_inputs
 from keras_attn.models._decoding import store_sizes
 from keras_attn.models._decoding import transformer_next_fn
+from keras_attn.models._generate_mixin import GenerateMixin
 
 POSITIONS = ("learned", "rotary", "alibi", "relative")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class TransformerLM(keras.Model):
+class TransformerLM(GenerateMixin, keras.Model):
     """A decoder-only (GPT-style) transformer language model.
 
     Token embeddings (plus learned position embeddings with
@@ -312,79 +312,28 @@ class TransformerLM(keras.Model):
             return self._logits(x), tuple(new_cache), scores
         return self._logits(x), tuple(new_cache)
 
-    def generate(
-        self,
-        inputs,
-        max_length,
-        method="greedy",
-        start_token=None,
-        end_token=None,
-        pad_token=0,
-        use_cache=True,
-        return_attention_scores=False,
-        **options,
-    ):
-        """Continues prompts up to `max_length` tokens in all.
+    def _generate(self, inputs, request):
+        # The `generate` of `GenerateMixin` calls this under inference mode.
+        prompt, prompt_mask = parse_lm_inputs(inputs)
+        self._check_token_ids(prompt)
+        if not self.built:
+            self.build((None, None))
 
-        The contract shared with `Transformer` and `RNNSeq2Seq` (see
-        `keras_attn.models` for the full statement): `max_length` counts the
-        prompt; prompts of different lengths go right-padded with a
-        `padding_mask`; the result is `(B, max_length)` int32 tokens, the
-        prompt included and `pad_token` after `end_token`.
-
-        Args:
-            inputs: the prompt `token_ids (B, P)`, or a dict with
-                `"token_ids"` and `"padding_mask"` (True on prompt tokens)
-                for prompts of different lengths.
-            max_length: int, the length of the returned sequences, prompt
-                included; at most `max_sequence_length` with
-                `position="learned"`.
-            method: `"greedy"`, `"beam"` or `"sample"`.
-            start_token: optional int put before every prompt.
-            end_token: optional int; a sequence stops after it.
-            pad_token: int written after `end_token`. Defaults to `0`.
-            use_cache: bool, decode one token per step against key/value
-                caches (fast) or re-run the whole sequence each step.
-            return_attention_scores: bool, also return `(B, max_length,
-                max_length)` scores: row `i` is the last block's
-                self-attention (averaged over heads) when producing token
-                `i`; zeros on prompt rows.
-            **options: arguments of the decoding loop: `beam_width`,
-                `length_penalty` (beam); `temperature`, `top_k`, `top_p`,
-                `seed` (sample).
-
-        Returns:
-            `(B, max_length)` int32 tokens, or `(tokens, scores)`.
-        """
-        with inference_mode():
-            prompt, prompt_mask = parse_lm_inputs(inputs)
-            self._check_token_ids(prompt)
-            if not self.built:
-                self.build((None, None))
-
-            def make_step(tokens, start_index, with_scores):
-                return self._generation_step(
-                    tokens, start_index, use_cache, with_scores
-                )
-
-            return generate(
-                make_step,
-                prompt,
-                prompt_mask,
-                prompt.shape[0],
-                max_length,
-                method,
-                start_token,
-                end_token,
-                pad_token,
-                return_attention_scores,
-                options,
-                max_sequence_length=(
-                    self.max_sequence_length
-                    if self.position == "learned"
-                    else None
-                ),
+        def make_step(tokens, start_index, with_scores):
+            return self._generation_step(
+                tokens, start_index, request.use_cache, with_scores
             )
+
+        return generate(
+            make_step,
+            prompt,
+            prompt_mask,
+            prompt.shape[0],
+            request,
+            max_sequence_length=(
+                self.max_sequence_length if self.position == "learned" else None
+            ),
+        )
 
     def _generation_step(self, tokens, start_index, use_cache, with_scores):
         """`(next_fn, cache)` for the decoding loops (`generate`)."""

@@ -326,29 +326,19 @@ class TransformerDecoder(TransformerBlock):
         bias = self._position_bias(query_length, key_length, start_index)
 
         # Self-attention block.
-        residual = x = decoder_sequence
-        if self.normalize_first:
-            x = self._self_attention_layer_norm(x)
-        outputs = self._self_attention_layer(
-            query=x,
-            value=x,
+        x, scores, self_attention_cache = self._attention_block(
+            self._self_attention_layer,
+            self._self_attention_layer_norm,
+            self._self_attention_dropout,
+            decoder_sequence,
+            has_cache,
+            return_attention_scores,
+            training,
             attention_mask=self_mask,
             use_causal_mask=use_causal_mask,
             attention_bias=bias,
             cache=self_attention_cache,
             cache_update_index=self_attention_cache_update_index,
-            return_attention_scores=return_attention_scores,
-            training=training,
-        )
-        x, scores, self_attention_cache = _unpack(
-            outputs, return_attention_scores, has_cache
-        )
-        x = self._residual(
-            x,
-            residual,
-            self._self_attention_layer_norm,
-            self._self_attention_dropout,
-            training,
         )
 
         # Cross-attention block.
@@ -358,29 +348,18 @@ class TransformerDecoder(TransformerBlock):
                 encoder_attention_mask,
                 encoder_sequence_mask,
             )
-            residual = x
-            if self.normalize_first:
-                x = self._cross_attention_layer_norm(x)
-            outputs = self._cross_attention_layer(
-                query=x,
+            x, scores, cross_attention_cache = self._attention_block(
+                self._cross_attention_layer,
+                self._cross_attention_layer_norm,
+                self._cross_attention_dropout,
+                x,
+                cross_attention_cache is not None,
+                return_attention_scores,
+                training,
                 value=encoder_sequence,
                 attention_mask=cross_mask,
                 cache=cross_attention_cache,
                 cache_update_index=cross_attention_cache_update_index,
-                return_attention_scores=return_attention_scores,
-                training=training,
-            )
-            x, scores, cross_attention_cache = _unpack(
-                outputs,
-                return_attention_scores,
-                cross_attention_cache is not None,
-            )
-            x = self._residual(
-                x,
-                residual,
-                self._cross_attention_layer_norm,
-                self._cross_attention_dropout,
-                training,
             )
 
         x = self._feedforward_block(x, training)
@@ -390,6 +369,37 @@ class TransformerDecoder(TransformerBlock):
             if self._cross_attention_layer is not None:
                 outputs += (cross_attention_cache,)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _attention_block(
+        self,
+        layer,
+        norm,
+        dropout,
+        x,
+        has_cache,
+        return_attention_scores,
+        training,
+        **attention_kwargs,
+    ):
+        """An attention sublayer with its residual and normalization.
+
+        Self-attention when `attention_kwargs` has no `value` (the query
+        attends to itself), cross-attention otherwise. Returns
+        `(output, scores or None, cache or None)`.
+        """
+        residual = x
+        if self.normalize_first:
+            x = norm(x)
+        attention_kwargs.setdefault("value", x)
+        outputs = layer(
+            query=x,
+            return_attention_scores=return_attention_scores,
+            training=training,
+            **attention_kwargs,
+        )
+        x, scores, cache = _unpack(outputs, return_attention_scores, has_cache)
+        x = self._residual(x, residual, norm, dropout, training)
+        return x, scores, cache
 
     def compute_output_shape(
         self, decoder_sequence_shape, encoder_sequence_shape=None

@@ -596,7 +596,7 @@ def test_get_initial_state_needs_the_memory_size_without_layer_size():
 
 
 def _guide_row(tfa_name):
-    path = "docs/guides/rnn_attention.md"
+    path = "docs/migration/from_tensorflow_addons.md"
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.startswith(f"| `{tfa_name}` |"):
@@ -606,7 +606,7 @@ def _guide_row(tfa_name):
 
 @pytest.mark.parametrize("dtype", ["int32", "int64"])
 def test_guide_memory_sequence_length_snippet(rng, dtype):
-    # The migration guide's line, run as written, with tfa's int64 lengths.
+    # The migration page's line, run as written, with tfa's int64 lengths.
     snippet = _guide_row("memory_sequence_length")
     lengths = np.array([2, 6, 4], dtype)
     if keras.backend.backend() != "jax":  # JAX has no int64 without x64
