@@ -6,7 +6,13 @@ sequence to sequence, so a fixed pooling cannot find it: attention, keyed on
 the marking, is what looks there.
 
     KERAS_BACKEND=jax python examples/quickstart.py
+    KERAS_BACKEND=jax python examples/quickstart.py --quick   # seconds
+
+`--quick` trains on a third of the data for a few epochs (what the test
+suite runs on every backend).
 """
+
+import argparse
 
 import keras
 import numpy as np
@@ -84,4 +90,12 @@ def main(num_train=4000, epochs=10):
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run, in seconds"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        main(num_train=1500, epochs=4)
+    else:
+        main()
