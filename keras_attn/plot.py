@@ -291,7 +291,7 @@ def position_similarity(position_embeddings, class_token=False):
                 f"positions. Received: position={layer.position!r}, "
                 f"built={layer.built}"
             )
-        table = layer._positions(layer.grid_size)
+        table = layer.position_table()
         class_token = layer.use_class_token
     table = _to_numpy(table).astype("float64")
     if table.ndim != 2:

@@ -387,6 +387,32 @@ class PatchEmbedding(keras.layers.Layer):
         x = ops.matmul(x, ops.reshape(kernel, (-1, self.hidden_dim)))
         return x + self.bias
 
+    def position_table(self, grid=None):
+        """The position embeddings added to the patches, one row a patch.
+
+        Args:
+            grid: the patch grid, `(rows, columns)` or `(frames,)`. Defaults
+                to the built grid; another grid resizes the table as a call
+                at that input size does.
+
+        Returns:
+            A float32 tensor `(num_patches [+ 1], hidden_dim)`; row 0 is the
+            class token's position when `use_class_token` (zeros for sine
+            positions).
+        """
+        if self.position is None or not self.built:
+            raise ValueError(
+                "`position_table` needs a built layer with positions. "
+                f"Received: position={self.position!r}, built={self.built}"
+            )
+        grid = self.grid_size if grid is None else tuple(grid)
+        if grid is None or len(grid) != len(self.grid_size or grid):
+            raise ValueError(
+                f"`grid` must be a tuple of {len(self.grid_size)} ints. "
+                f"Received: grid={grid!r}"
+            )
+        return self._positions(grid)
+
     def _positions(self, grid):
         """Position table `(num_patches [+1], D)` for `grid`, float32."""
         if self.position == "learned":

@@ -311,6 +311,27 @@ def test_learned_positions_interpolated_at_other_size(rng):
     np.testing.assert_allclose(out_small[:, 1:], patches + table[1:], atol=1e-5)
 
 
+def test_position_table(rng):
+    layer = PatchEmbedding(2, 4, use_class_token=True)
+    with pytest.raises(ValueError, match="built=False"):
+        layer.position_table()
+    layer.build((1, 4, 6, 3))  # grid 2 x 3
+    _randomize(layer, rng)
+    table = _np(layer.weights[-1])  # (1 + 6, 4)
+    np.testing.assert_allclose(_np(layer.position_table()), table, atol=0)
+    resized = _np(layer.position_table((4, 5)))
+    np.testing.assert_allclose(resized[0], table[0], atol=0)
+    np.testing.assert_allclose(
+        resized[1:], _np_bilinear(table[1:], (2, 3), (4, 5)), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="grid"):
+        layer.position_table((4,))
+    with pytest.raises(ValueError, match="position=None"):
+        unpositioned = PatchEmbedding(2, 4, position=None)
+        unpositioned.build((1, 4, 6, 3))
+        unpositioned.position_table()
+
+
 def test_1d_learned_positions_interpolated(rng):
     layer = PatchEmbedding(2, 4, position="learned")
     layer.build((1, 6, 2))  # 3 patches
