@@ -408,7 +408,7 @@ class PatchEmbedding(keras.layers.Layer):
         grid = self.grid_size if grid is None else tuple(grid)
         if grid is None or len(grid) != len(self.grid_size or grid):
             raise ValueError(
-                f"`grid` must be a tuple of {len(self.grid_size)} ints. "
+                "`grid` must be a tuple of ints, one per patch axis. "
                 f"Received: grid={grid!r}"
             )
         return self._positions(grid)
