@@ -9,10 +9,12 @@ from keras_attn._validation import check_pair
 from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_positive_ints
 from keras_attn._validation import check_rate
+from keras_attn.layers.embeddings.rotary_embedding_2d import RotaryEmbedding2D
 from keras_attn.layers.transformer.transformer_encoder import TransformerEncoder
 from keras_attn.layers.vision.patch_embedding import PatchEmbedding
 
 POOLINGS = ("cls", "mean")
+POSITIONS = ("learned", "sine", "rotary_2d")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -52,8 +54,12 @@ class VisionTransformer(keras.Model):
         pooling: `"cls"` (the class token's final state) or `"mean"` (the
             mean of the patch tokens, no class token). Defaults to `"cls"`.
         num_channels: int, the image channels. Defaults to `3`.
-        position: `"learned"` or `"sine"` patch positions, see
-            `PatchEmbedding`. Defaults to `"learned"`.
+        position: `"learned"` or `"sine"` patch positions added to the
+            tokens (see `PatchEmbedding`), or `"rotary_2d"`: no added
+            positions, each block rotating queries and keys by the patch's
+            (row, column) (`keras_attn.layers.RotaryEmbedding2D`, the class
+            token unrotated; `hidden_dim / num_heads` divisible by 4).
+            Defaults to `"learned"`.
         layer_norm_epsilon: float. Defaults to `1e-6`, as in ViT.
         classifier_activation: activation of the head (`None` for logits,
             `"softmax"` for probabilities). Defaults to `None`.
@@ -178,14 +184,30 @@ class VisionTransformer(keras.Model):
         check_heads_divide(hidden_dim, num_heads)
         check_choice("pooling", pooling, POOLINGS)
         check_rate("dropout", dropout)
+        check_choice("position", position, POSITIONS)
+        if position == "rotary_2d" and (hidden_dim // num_heads) % 4:
+            raise ValueError(
+                "`position='rotary_2d'` needs a head size `hidden_dim / "
+                "num_heads` divisible by 4. Received: hidden_dim="
+                f"{hidden_dim}, num_heads={num_heads}"
+            )
         data_format = data_format or keras.config.image_data_format()
+        grid = (
+            image_size[0] // patch_size[0],
+            image_size[1] // patch_size[1],
+        )
+        block_position = None
+        if position == "rotary_2d":
+            block_position = RotaryEmbedding2D(
+                grid_size=grid, num_prefix_tokens=int(pooling == "cls")
+            )
 
         # === Layers ===
         patch_embedding = PatchEmbedding(
             patch_size,
             hidden_dim,
             use_class_token=pooling == "cls",
-            position=position,
+            position=None if position == "rotary_2d" else position,
             data_format=data_format,
             dtype=dtype,
             name="patch_embedding",
@@ -201,6 +223,7 @@ class VisionTransformer(keras.Model):
                 activation="gelu",
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=True,
+                position=block_position,
                 dtype=dtype,
                 name=f"transformer_layer_{i}",
             )

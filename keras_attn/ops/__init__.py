@@ -22,6 +22,10 @@ from keras_attn.ops.positions import sincos_1d
 from keras_attn.ops.positions import sincos_2d_positions
 from keras_attn.ops.positions import sine_position_encoding
 from keras_attn.ops.positions import t5_relative_position_bucket
+from keras_attn.ops.rope import grid_positions
+from keras_attn.ops.rope import rope_attention_factor
+from keras_attn.ops.rope import rope_cos_sin
+from keras_attn.ops.rope import rope_inverse_frequencies
 
 __all__ = [
     "alibi_bias",
@@ -33,8 +37,12 @@ __all__ = [
     "combine_masks",
     "fold_attention_axes",
     "fold_attention_mask",
+    "grid_positions",
     "masked_softmax",
     "relative_position_buckets",
+    "rope_attention_factor",
+    "rope_cos_sin",
+    "rope_inverse_frequencies",
     "rotary_cos_sin",
     "scaled_dot_product_attention",
     "sequence_positions",

@@ -46,7 +46,29 @@ def _np_layer_norm(x, gamma, beta, epsilon=1e-6):
     return (x - mean) / np.sqrt(var + epsilon) * gamma + beta
 
 
-def _np_vit(images, weights, patch, num_layers, num_heads, pooling):
+def _np_rotary_2d(x, grid, base=100.0):
+    """Axial 2-D RoPE of `x` `(B, N, T, H)` at `grid` `(T, 2)`, in NumPy."""
+    out = x.copy()
+    half = x.shape[-1] // 2
+    quarter = half // 2
+    frequencies = base ** (-2 * np.arange(quarter) / half)  # (H/4,)
+    for axis in (0, 1):  # first half: rows; second half: columns
+        angle = grid[:, axis, None] * frequencies  # (T, H/4)
+        start = axis * half
+        a = x[..., start : start + quarter]
+        b = x[..., start + quarter : start + half]
+        out[..., start : start + quarter] = a * np.cos(angle) - b * np.sin(
+            angle
+        )
+        out[..., start + quarter : start + half] = b * np.cos(
+            angle
+        ) + a * np.sin(angle)
+    return out
+
+
+def _np_vit(
+    images, weights, patch, num_layers, num_heads, pooling, rotary_2d=False
+):
     """The ViT forward pass written out in NumPy, from the flat weights."""
     from scipy.special import erf
 
@@ -61,8 +83,13 @@ def _np_vit(images, weights, patch, num_layers, num_heads, pooling):
     if pooling == "cls":
         token, rest = rest[0], rest[1:]
         x = np.concatenate([np.broadcast_to(token, (b, 1, x.shape[-1])), x], 1)
-    x = x + rest[0]
-    rest = rest[1:]
+    if rotary_2d:
+        rows, columns = h // patch, w // patch
+        grid = [(r, c) for r in range(rows) for c in range(columns)]
+        grid = np.array([(0, 0)] * (pooling == "cls") + grid, "float64")
+    else:
+        x = x + rest[0]
+        rest = rest[1:]
     for _ in range(num_layers):
         wq, bq, wk, bk, wv, bv, wo, bo, g1, b1, g2, b2, w1, c1, w2, c2 = rest[
             :16
@@ -73,6 +100,8 @@ def _np_vit(images, weights, patch, num_layers, num_heads, pooling):
         q = np.einsum("btd,dnh->bnth", y, wq) + bq[:, None]
         k = np.einsum("bsd,dnh->bnsh", y, wk) + bk[:, None]
         v = np.einsum("bsd,dnh->bnsh", y, wv) + bv[:, None]
+        if rotary_2d:
+            q, k = _np_rotary_2d(q, grid), _np_rotary_2d(k, grid)
         logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
         logits = logits - logits.max(-1, keepdims=True)
         probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
@@ -87,24 +116,36 @@ def _np_vit(images, weights, patch, num_layers, num_heads, pooling):
     return x @ head_w + head_b
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_matches_numpy_forward(rng, pooling):
-    model = _small(pooling=pooling)
+@pytest.mark.parametrize(
+    "pooling,position",
+    [("cls", "learned"), ("mean", "learned"), ("cls", "rotary_2d")],
+)
+def test_matches_numpy_forward(rng, pooling, position):
+    # Rotary: a 4 x 2 grid of patches (8 x 4 images), the class token first.
+    size = (8, 4) if position == "rotary_2d" else 8
+    model = _small(pooling=pooling, position=position, image_size=size)
     model.set_weights(
         [
             rng.normal(size=w.shape).astype("float32") * 0.3
             for w in model.weights
         ]
     )
-    images = rng.normal(size=(3, 8, 8, 1)).astype("float32")
+    images = rng.normal(size=(3, *model.image_size, 1)).astype("float32")
     expected = _np_vit(
-        images.astype("float64"), model.get_weights(), 2, 2, 2, pooling
+        images.astype("float64"),
+        model.get_weights(),
+        2,
+        2,
+        2,
+        pooling,
+        rotary_2d=position == "rotary_2d",
     )
     np.testing.assert_allclose(_np(model(images)), expected, atol=1e-4)
 
 
-def test_saves_and_loads_as_keras(rng, tmp_path):
-    model = _small(pooling="mean", dropout=0.1)
+@pytest.mark.parametrize("position", ["learned", "rotary_2d"])
+def test_saves_and_loads_as_keras(rng, tmp_path, position):
+    model = _small(pooling="mean", dropout=0.1, position=position)
     images = rng.normal(size=(4, 8, 8, 1)).astype("float32")
     # Random, non-trivial weights everywhere (zeros class token etc.).
     model.set_weights(
@@ -201,6 +242,10 @@ def test_architectures():
         ({"num_heads": 3}, "hidden_dim=16, num_heads=3"),
         ({"dropout": 1.5}, "dropout=1.5"),
         ({"position": "rotary"}, "position='rotary'"),
+        (
+            {"position": "rotary_2d", "num_heads": 8},
+            "rotary_2d.*hidden_dim=16, num_heads=8",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -6,6 +6,7 @@ from keras_attn.layers.embeddings.relative_position_bias import (
     RelativePositionBias,
 )
 from keras_attn.layers.embeddings.rotary_embedding import RotaryEmbedding
+from keras_attn.layers.embeddings.rotary_embedding_2d import RotaryEmbedding2D
 from keras_attn.layers.embeddings.sine_position_encoding import (
     SinePositionEncoding,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "PositionEmbedding",
     "RelativePositionBias",
     "RotaryEmbedding",
+    "RotaryEmbedding2D",
     "SinePositionEncoding",
     "TokenAndPositionEmbedding",
 ]

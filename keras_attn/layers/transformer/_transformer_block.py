@@ -58,7 +58,10 @@ class TransformerBlock(keras.layers.Layer):
         check_rate("dropout", dropout)
         check_rate("attention_dropout", attention_dropout, allow_none=True)
         check_choice("norm", norm, NORMS)
-        check_choice("position", position, POSITIONS)
+        if isinstance(position, dict):
+            position = keras.saving.deserialize_keras_object(position)
+        if not isinstance(position, RotaryEmbedding):
+            check_choice("position", position, POSITIONS)
         check_positive_number("layer_norm_epsilon", layer_norm_epsilon)
         super().__init__(**kwargs)
         self.intermediate_dim = intermediate_dim
@@ -96,6 +99,15 @@ class TransformerBlock(keras.layers.Layer):
         rotary = None
         if self_attention and self.position == "rotary":
             rotary = RotaryEmbedding(dtype=self.dtype_policy, name="rotary")
+        elif self_attention and isinstance(self.position, RotaryEmbedding):
+            # A fresh copy of the given rotary layer (scaled, partial, 2-D).
+            rotary = self.position.__class__.from_config(
+                {
+                    **self.position.get_config(),
+                    "dtype": self.dtype_policy,
+                    "name": "rotary",
+                }
+            )
         return MultiHeadAttention(
             num_heads=self.num_heads,
             key_dim=key_dim,
@@ -202,7 +214,11 @@ class TransformerBlock(keras.layers.Layer):
                 "num_key_value_heads": self.num_key_value_heads,
                 "gated": self.gated,
                 "norm": self.norm,
-                "position": self.position,
+                "position": (
+                    keras.saving.serialize_keras_object(self.position)
+                    if isinstance(self.position, RotaryEmbedding)
+                    else self.position
+                ),
                 "sliding_window": self.sliding_window,
                 "attention_dropout": self.attention_dropout,
             }

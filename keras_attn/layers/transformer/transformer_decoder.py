@@ -53,7 +53,9 @@ class TransformerDecoder(TransformerBlock):
             `activation="silu"`, GeGLU with `"gelu"`. Defaults to `False`.
         norm: `"layer_norm"` or `"rms_norm"`. Defaults to `"layer_norm"`.
         position: None, `"rotary"`, `"alibi"` or `"relative"`, a position
-            scheme inside the self-attention. Defaults to None.
+            scheme inside the self-attention, or a `RotaryEmbedding` layer
+            used as the rotary embedding (for example with `rope_type=
+            "llama3"`). Defaults to None.
         sliding_window: positive int or None, each position attends only
             itself and the `sliding_window - 1` positions before it.
         attention_dropout: float in `[0, 1)` or None, dropout on the

@@ -47,6 +47,10 @@ class TransformerEncoder(TransformerBlock):
         position: None, `"rotary"` (rotary embedding of queries and keys),
             `"alibi"` (linear distance bias) or `"relative"` (learned T5
             bucket bias). Defaults to None (positions come with the inputs).
+            A `RotaryEmbedding` layer (or its serialized config) is used as
+            the rotary embedding (copied): for example
+            `RotaryEmbedding(rope_type="yarn", scaling_factor=4.0)`, or
+            `RotaryEmbedding2D(num_prefix_tokens=1)` for image patches.
         sliding_window: positive int or None, each position attends only
             the positions less than `sliding_window` away.
         attention_dropout: float in `[0, 1)` or None, dropout on the

@@ -119,7 +119,8 @@ class PatchEmbedding(keras.layers.Layer):
       (`keras_attn.ops.sincos_2d_positions`; `sincos_1d` for signals), zero
       for the class token. `hidden_dim` must be divisible by 4 (images) or
       2 (signals).
-    - `None`: no positions.
+    - `None`: no positions, for example with rotary positions inside the
+      attention (`keras_attn.layers.RotaryEmbedding2D`).
 
     When the input at call time has a different size than at build time,
     the grid of patch positions is resized to the new grid

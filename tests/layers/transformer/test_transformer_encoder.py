@@ -269,3 +269,33 @@ def test_keras_mask_is_the_padding_mask(rng):
     masked = _np(layer(embedded))
     explicit = _np(layer(embedded, padding_mask=ids != 0))
     np.testing.assert_allclose(masked[:, :3], explicit[:, :3], atol=ATOL)
+
+
+def test_rotary_layer_as_position(rng, monkeypatch):
+    # `position` given as a RotaryEmbedding: its base and scaling are used.
+    from keras_attn.layers import RotaryEmbedding
+
+    def scaled_rotary(x, start=0):
+        # Base 500, linear scaling 2: frequencies 500 ** (-2k / H) / 2.
+        dim = x.shape[-1]
+        inv_freq = 500.0 ** (-np.arange(0, dim, 2) / dim) / 2.0
+        angles = np.outer(np.arange(x.shape[1]) + start, inv_freq)
+        cos = np.concatenate([np.cos(angles)] * 2, -1)[None, :, None, :]
+        sin = np.concatenate([np.sin(angles)] * 2, -1)[None, :, None, :]
+        x1, x2 = x[..., : dim // 2], x[..., dim // 2 :]
+        return x * cos + np.concatenate([-x2, x1], -1) * sin
+
+    rope = RotaryEmbedding(max_wavelength=500, scaling_factor=2.0)
+    layer = TransformerEncoder(12, 4, position=rope)
+    x = rng.standard_normal((2, 6, 16)).astype("float32")
+    layer.build(x.shape)
+    _randomize(layer, rng)
+    monkeypatch.setattr(_reference, "rotary", scaled_rotary)
+    expected = _reference.block(x, layer.get_weights(), 4, position="rotary")
+    np.testing.assert_allclose(_np(layer(x)), expected, atol=1e-4, rtol=1e-4)
+    # The config carries the rotary layer; a copy computes the same.
+    restored = TransformerEncoder.from_config(layer.get_config())
+    assert restored.position.get_config()["max_wavelength"] == 500
+    restored.build(x.shape)
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(_np(restored(x)), _np(layer(x)), atol=1e-6)
