@@ -65,6 +65,8 @@ CLASSES = ("BPSK", "QPSK", "8PSK", "16QAM", "64QAM", "GFSK", "AM", "FM")
 SNRS = tuple(range(-10, 21, 2))
 SPS = 8  # samples per symbol
 FRAME = 1024  # complex samples per frame
+AMPLITUDE_BINS = tuple(np.arange(0.1, 2.0, 0.2))  # matched-filter |y|
+FEATURES = 15 + len(AMPLITUDE_BINS)  # channels of IQFeatures
 MARGIN = 64  # samples generated on each side and dropped (filter edges)
 MODEL_FILE = "modulation.keras"
 PREDICT_ITEMS = ("BPSK:10", "QPSK:12", "8PSK:14", "16QAM:16", "64QAM:18")
@@ -221,67 +223,106 @@ def predict_frames(items, seed):
 
 @keras.saving.register_keras_serializable(package="modulation_example")
 class IQFeatures(keras.layers.Layer):
-    """(B, T, 2) I and Q -> (B, T, 6) features for each sample.
+    """(B, T, 2) I and Q -> (B, T, 15) features for each sample.
 
-    The channels: I, Q; the amplitude `|x[t]|`; the phase step, the angle
-    of `x[t] * conj(x[t - 1])` divided by pi (the instantaneous frequency,
-    which FM and GFSK carry their information in); and the real and
-    imaginary parts of `x[t] * conj(x[t - SPS])`, the product with the
-    sample one symbol earlier, whose phase is the symbol-to-symbol phase
-    change of PSK and QAM whatever the carrier phase. Positions before the
-    frame start count as zeros.
+    What a receiver computes before deciding, all of it independent of
+    the carrier phase except the first two groups:
+
+    - I and Q, the sample's amplitude `|x[t]|` and its phase step, the
+      angle of `x[t] * conj(x[t - 1])` divided by pi (the instantaneous
+      frequency, which FM and GFSK carry their information in);
+    - the matched filter's output `y` (the signal through the
+      root-raised-cosine pulse, which keeps the signal's band and drops
+      most of the noise), scaled to unit mean power over the frame: its
+      real and imaginary parts and its amplitude `|y[t]|` (at the symbol
+      instants, the constellation's rings);
+    - `d[t] = y[t] * conj(y[t - SPS])`, the product with the output one
+      symbol earlier, whose phase is the symbol-to-symbol phase change
+      whatever the carrier phase: its real and imaginary parts, and those
+      of the unit phasor `u = d / |d|` raised to the powers 2, 4 and 8,
+      which fold the phase changes of BPSK, QPSK and 8PSK onto one point
+      (`u ** k` is 1 for a PSK of order k or less, up to noise and the
+      frequency offset's slow turn).
+
+    Positions before the frame start count as zeros (the phase step at
+    t = 0 is 0).
     """
+
+    def build(self, input_shape):
+        # The matched filter as a fixed convolution (kernel, 2, 2): the
+        # RRC taps on I -> I and Q -> Q.
+        taps = rrc_taps()
+        kernel = np.zeros((len(taps), 2, 2), "float32")
+        kernel[:, 0, 0] = kernel[:, 1, 1] = taps
+        self.matched = ops.convert_to_tensor(kernel)
 
     def call(self, x):
         i, q = x[..., 0], x[..., 1]  # (B, T) each
-        amplitude = ops.sqrt(i * i + q * q + 1e-12)
 
-        def times_conj_lagged(lag):
-            # x[t] * conj(x[t - lag]) as (real, imag), each (B, T).
+        def times_conj_lagged(i, q, lag):
+            # z[t] * conj(z[t - lag]) as (real, imag), each (B, T).
             i_lag = ops.pad(i, [[0, 0], [lag, 0]])[:, :-lag]
             q_lag = ops.pad(q, [[0, 0], [lag, 0]])[:, :-lag]
             return i * i_lag + q * q_lag, q * i_lag - i * q_lag
 
-        real, imag = times_conj_lagged(1)
+        amplitude = ops.sqrt(i * i + q * q + 1e-12)
+        real, imag = times_conj_lagged(i, q, 1)
         step = ops.arctan2(imag, real + 1e-12) / np.pi
-        symbol_real, symbol_imag = times_conj_lagged(SPS)
-        features = [amplitude, step, symbol_real, symbol_imag]
-        # (B, T, 2) + 4 x (B, T, 1) -> (B, T, 6)
+        # Matched filter, 'same' length (symmetric taps: correlation is
+        # convolution), then unit mean power over the frame.
+        y = ops.conv(x, ops.cast(self.matched, x.dtype), padding="same")
+        y = y / ops.sqrt(ops.mean(y * y, axis=(1, 2), keepdims=True) * 2 + 1e-12)
+        yi, yq = y[..., 0], y[..., 1]
+        y_amplitude = ops.sqrt(yi * yi + yq * yq + 1e-12)
+        d_real, d_imag = times_conj_lagged(yi, yq, SPS)
+        norm = ops.sqrt(d_real * d_real + d_imag * d_imag + 1e-12)
+        u_real, u_imag = d_real / norm, d_imag / norm
+        features = [amplitude, step, yi, yq, y_amplitude, d_real, d_imag]
+        for _ in range(3):  # u ** 2, u ** 4, u ** 8
+            u_real, u_imag = (
+                u_real * u_real - u_imag * u_imag,
+                2 * u_real * u_imag,
+            )
+            features += [u_real, u_imag]
+        # Soft bins of the amplitude: averaged over the symbols, they make
+        # its histogram (rings of the constellation).
+        for centre in AMPLITUDE_BINS:
+            features.append(ops.exp(-0.5 * ((y_amplitude - centre) / 0.1) ** 2))
+        # (B, T, 2) + 13 x (B, T, 1) -> (B, T, 15)
         return ops.concatenate([x] + [f[..., None] for f in features], axis=-1)
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], 6)
+        return (*input_shape[:-1], FEATURES)
 
 
-class RotatedFrames(keras.utils.PyDataset):
-    """Shuffled training batches, each frame at a fresh random carrier phase.
+class FreshFrames(keras.utils.PyDataset):
+    """Training batches from frames generated afresh for every epoch.
 
-    The carrier phase is random in the data anyway; drawing it again for
-    every batch shows the models each frame at many phases.
+    Epoch `e` draws `per_cell` new frames for every (modulation, SNR) from
+    the random stream `(seed, e)`, so no frame is seen twice, and two
+    models trained with the same seed see the same frames in the same
+    order. (The test frames come from the stream `seed + 1000`.)
     """
 
-    def __init__(self, x, y, batch_size, seed):
+    def __init__(self, per_cell, batch_size, seed):
         super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(y))
+        self.per_cell, self.batch_size, self.seed = per_cell, batch_size, seed
+        self.epoch = 0
+        self.draw()
+
+    def draw(self):
+        self.x, self.y, _ = make_dataset(self.per_cell, [self.seed, self.epoch])
 
     def __len__(self):
         return int(np.ceil(len(self.y) / self.batch_size))
 
     def __getitem__(self, index):
-        pick = self.order[
-            index * self.batch_size : (index + 1) * self.batch_size
-        ]
-        angle = self.rng.uniform(0, 2 * np.pi, (len(pick), 1))
-        cos, sin = np.cos(angle), np.sin(angle)
-        i, q = self.x[pick, :, 0], self.x[pick, :, 1]
-        # (i + jq) * (cos + j sin)
-        rotated = np.stack([i * cos - q * sin, i * sin + q * cos], axis=-1)
-        return rotated.astype("float32"), self.y[pick]
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[part], self.y[part]
 
     def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.y))
+        self.epoch += 1
+        self.draw()
 
 
 def build_transformer(dim, layers, patch):
@@ -303,14 +344,20 @@ def build_transformer(dim, layers, patch):
 
 
 def build_cnn(width):
-    """Four convolutions with pooling, global pooling, a small head."""
+    """A symbol-rate stem, three convolutions with pooling, a small head.
+
+    The stem (kernel and stride of one symbol) cuts the frame into symbols
+    as the Transformer's patch embedding does; the convolutions then see
+    five symbols at a time.
+    """
     inputs = keras.Input((FRAME, 2), name="iq")
     x = IQFeatures(name="features")(inputs)
-    for scale, pool in ((1, 4), (1, 4), (2, 4), (2, 2)):
+    x = keras.layers.Conv1D(width, SPS, strides=SPS, activation="relu")(x)
+    for scale in (1, 2, 2):  # (B, T / SPS, w) -> / 2, / 4, / 8
         x = keras.layers.Conv1D(
-            scale * width, 7, padding="same", activation="relu"
+            scale * width, 5, padding="same", activation="relu"
         )(x)
-        x = keras.layers.MaxPooling1D(pool)(x)  # T / 4, / 16, / 64, / 128
+        x = keras.layers.MaxPooling1D(2)(x)
     x = keras.layers.GlobalAveragePooling1D()(x)
     x = keras.layers.Dense(2 * width, activation="relu")(x)
     outputs = keras.layers.Dense(len(CLASSES), name="classifier")(x)
@@ -321,18 +368,19 @@ def cnn_width_for(params):
     """The CNN width whose parameter count is closest to `params`."""
 
     def count(w):
-        # Convolutions 6 -> w -> w -> 2w -> 2w (kernel 7), dense 2w -> 2w,
-        # classifier 2w -> 8.
-        convs = (42 + 1) * w + (7 * w + 1) * w
-        convs += (7 * w + 1) * 2 * w + (14 * w + 1) * 2 * w
+        # Stem FEATURES -> w (kernel SPS), convolutions w -> w -> 2w -> 2w
+        # (kernel 5), dense 2w -> 2w, classifier 2w -> 8.
+        convs = (SPS * FEATURES + 1) * w + (5 * w + 1) * w
+        convs += (5 * w + 1) * 2 * w + (10 * w + 1) * 2 * w
         return convs + (2 * w + 1) * 2 * w + (2 * w + 1) * len(CLASSES)
 
     return min(range(2, 256), key=lambda w: abs(count(w) - params))
 
 
-def train(model, data, args, seed):
-    x, y = data
-    steps = args.epochs * int(np.ceil(len(y) / args.batch_size))
+def train(model, args, seed):
+    start = time.time()
+    batches = FreshFrames(args.train_per_cell, args.batch_size, seed)
+    steps = args.epochs * len(batches)
     warmup = max(1, steps // 10)
     model.compile(
         optimizer=keras.optimizers.AdamW(
@@ -347,8 +395,6 @@ def train(model, data, args, seed):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    start = time.time()
-    batches = RotatedFrames(x, y, args.batch_size, seed)
     history = model.fit(batches, epochs=args.epochs, verbose=args.verbose)
     return time.time() - start, history.history["loss"]
 
@@ -445,13 +491,13 @@ def predict(args):
 
 def main(args):
     start = time.time()
-    x_train, y_train, _ = make_dataset(args.train_per_cell, args.seed)
     x_test, y_test, snr_test = make_dataset(
         args.test_per_cell, args.seed + 1000
     )
+    per_epoch = args.train_per_cell * len(CLASSES) * len(SNRS)
     print(
-        f"{len(y_train)} training and {len(y_test)} test frames "
-        f"({time.time() - start:.0f} s to generate)"
+        f"{args.epochs} epochs of {per_epoch} fresh training frames; "
+        f"{len(y_test)} test frames"
     )
     models = {}
     keras.utils.set_random_seed(args.seed)
@@ -465,7 +511,7 @@ def main(args):
     for name, model in models.items():
         print(f"== {name}: {model.count_params():,} parameters")
         keras.utils.set_random_seed(args.seed)
-        seconds, losses = train(model, (x_train, y_train), args, args.seed)
+        seconds, losses = train(model, args, args.seed)
         table, high, predicted = per_snr_accuracy(
             model, x_test, y_test, snr_test
         )
@@ -533,11 +579,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     args.train_per_cell = 3 if args.quick else 40
     args.test_per_cell = 1 if args.quick else 20
-    args.epochs = 2 if args.quick else 10
+    args.epochs = 2 if args.quick else 12
     args.batch_size = 64
     args.learning_rate = 1e-3
     args.dim, args.layers, args.patch = (
-        (32, 1, 64) if args.quick else (64, 2, 64)
+        (32, 1, 64) if args.quick else (64, 2, 32)
     )
     args.verbose = 2
     return args
