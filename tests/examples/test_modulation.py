@@ -103,23 +103,56 @@ def test_iq_features_match_complex_arithmetic():
 
     mod = _load_example()
     rng = np.random.default_rng(1)
-    iq = rng.normal(size=(2, 64, 2)).astype("float32")
+    iq = rng.normal(size=(2, 128, 2)).astype("float32")
     out = keras.ops.convert_to_numpy(mod.IQFeatures()(iq))
+    assert out.shape == (2, 128, mod.FEATURES)
     x = iq[..., 0] + 1j * iq[..., 1]
     before = np.pad(x, ((0, 0), (1, 0)), constant_values=1)[:, :-1]
-    symbol_before = np.pad(x, ((0, 0), (mod.SPS, 0)))[:, : -mod.SPS]
-    expected = np.stack(
-        [
-            x.real,
-            x.imag,
-            np.abs(x),
-            np.angle(x * np.conj(before)) / np.pi,
-            (x * np.conj(symbol_before)).real,
-            (x * np.conj(symbol_before)).imag,
-        ],
-        axis=-1,
-    )
+    # Matched filter: the RRC taps, centred, then unit mean power.
+    y = np.stack([np.convolve(row, mod.rrc_taps(), "same") for row in x])
+    y = y / np.sqrt(np.mean(np.abs(y) ** 2, axis=1, keepdims=True))
+    symbol_before = np.pad(y, ((0, 0), (mod.SPS, 0)))[:, : -mod.SPS]
+    d = y * np.conj(symbol_before)
+    u = np.where(np.abs(d) > 0, d / np.maximum(np.abs(d), 1e-30), 0)
+    columns = [
+        x.real,
+        x.imag,
+        np.abs(x),
+        np.angle(x * np.conj(before)) / np.pi,
+        y.real,
+        y.imag,
+        np.abs(y),
+        d.real,
+        d.imag,
+    ]
+    for power in (2, 4, 8):
+        columns += [(u**power).real, (u**power).imag]
+    for centre in np.arange(0.1, 2.0, 0.2):
+        columns.append(np.exp(-0.5 * ((np.abs(y) - centre) / 0.1) ** 2))
+    expected = np.stack(columns, axis=-1)
     # At t = 0 the step is 0 (the layer's convention; NumPy's angle of a
     # signed complex zero could be -pi, hence the 1 padded in front).
     expected[:, 0, 3] = 0.0
-    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,power", [("QPSK", 4), ("8PSK", 8)])
+def test_phasor_power_folds_a_psk_whatever_the_carrier_phase(name, power):
+    # Clean PSK at a random carrier phase: at the symbol instants the
+    # symbol-to-symbol phase change is a multiple of 2 pi / order, so the
+    # unit phasor to the power `order` is 1; to a lower power it is not.
+    import keras
+
+    mod = _load_example()
+    rng = np.random.default_rng(2)
+    clean = mod.modulate(name, 4, mod.FRAME, rng)
+    clean = clean * np.exp(2j * np.pi * rng.random((4, 1)))
+    iq = np.stack([clean.real, clean.imag], -1).astype("float32")
+    out = keras.ops.convert_to_numpy(mod.IQFeatures()(iq))
+    # Symbol instants away from the frame edges (filter transients).
+    instants = np.arange(10 * mod.SPS, mod.FRAME - 10 * mod.SPS, mod.SPS)
+    column = {2: 9, 4: 11, 8: 13}  # real part of u ** power
+    folded = out[:, instants, column[power]]
+    assert np.mean(folded) > 0.9
+    lower = out[:, instants, column[power // 2]]
+    assert np.mean(lower) < 0.5
