@@ -63,7 +63,7 @@ def test_seq2seq_contrastive_matches_brute_force():
     source = np.array([[3, 4, 5, 0], [6, 7, 0, 0]], "int32")
     model({"encoder_token_ids": source, "token_ids": source})
     memory = model.encode(source)
-    memory_mask = model.encoder_padding_mask(source)
+    memory_mask = ops.ones(source.shape, "bool")  # no padding_token set
     embeddings = ops.convert_to_numpy(
         model.decoder_embedding.token_embedding.embeddings
     )
@@ -130,7 +130,7 @@ def test_generate_stop_sequences_and_stream():
     )
     expected = plain.copy()
     for row in expected:
-        for i in range(3, 10):
+        for i in range(2, 10):  # the match may start in the prompt
             if list(row[i - 1 : i + 1]) == stop:
                 row[i + 1 :] = 0
                 break
