@@ -17,7 +17,8 @@ class BeamSampler(Sampler):
     and a beam whose tokens end with one of `stop_sequences` is finished
     like one that produced `end_token`. Beams are reordered at every step,
     so a token is not final until the search ends: a `stream` callback
-    raises a `ValueError`.
+    raises a `ValueError`. Otherwise called with the call arguments of
+    `Sampler`.
 
     Args:
         beam_width: positive int; 1 is greedy search.
@@ -25,9 +26,6 @@ class BeamSampler(Sampler):
             penalty (see `beam_search`).
         repetition_penalty: optional float > 0 (see `Sampler`).
         no_repeat_ngram_size: optional positive int (see `Sampler`).
-
-    Call arguments:
-        The call arguments of `Sampler`, but for `stream`.
 
     Example:
 

@@ -62,10 +62,11 @@ class ContrastiveSampler(Sampler):
         no_repeat_ngram_size: optional positive int (see `Sampler`).
 
     Call arguments:
-        The call arguments of `Sampler`, and `hidden_states`: optional
-        `(B, L, D)` hidden states of the prompt positions `< start_index -
-        1` (the loop's first call gives the one at `start_index - 1`);
-        zeros when None, which suits `start_index == 1`.
+        hidden_states: optional `(B, L, D)` hidden states of the prompt
+            positions before `start_index - 1` (the loop's first call
+            gives the one at `start_index - 1`); zeros when None, which
+            suits `start_index == 1`. The other call arguments are those
+            of `Sampler`.
 
     Example:
 

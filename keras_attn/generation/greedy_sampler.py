@@ -12,13 +12,11 @@ class GreedySampler(Sampler):
 
     With `repetition_penalty` or `no_repeat_ngram_size` the argmax is taken
     after those processors. Deterministic; the loop compiles under XLA.
+    Called with the call arguments of `Sampler`.
 
     Args:
         repetition_penalty: optional float > 0 (see `Sampler`).
         no_repeat_ngram_size: optional positive int (see `Sampler`).
-
-    Call arguments:
-        The call arguments of `Sampler`.
 
     Example:
 

@@ -22,7 +22,7 @@ class RandomSampler(Sampler):
     softmax of what is left. The random numbers (one per row and step) are
     drawn before the loop from `seed`, so the loop carries no random state
     and compiles under XLA; a fixed `seed` gives the same tokens on every
-    run of a backend.
+    run of a backend. Called with the call arguments of `Sampler`.
 
     Args:
         temperature: positive float; below 1 sharpens, above 1 flattens.
@@ -32,9 +32,6 @@ class RandomSampler(Sampler):
         seed: optional int or `keras.random.SeedGenerator`.
         repetition_penalty: optional float > 0 (see `Sampler`).
         no_repeat_ngram_size: optional positive int (see `Sampler`).
-
-    Call arguments:
-        The call arguments of `Sampler`.
 
     Example:
 
