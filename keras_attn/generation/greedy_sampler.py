@@ -34,7 +34,7 @@ class GreedySampler(Sampler):
 
     tokens = np.zeros((1, 5), "int32")
     GreedySampler()(next_fn, tokens)  # [[0, 1, 1, 1, 1]]
-    GreedySampler(no_repeat_ngram_size=2)(next_fn, tokens)  # [[0 1 2 1 0]]
+    GreedySampler(no_repeat_ngram_size=2)(next_fn, tokens)  # [[0, 1, 1, 2, 1]]
     ```
     """
 
