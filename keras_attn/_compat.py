@@ -25,3 +25,22 @@ def inference_mode():
 
         return torch.no_grad()
     return contextlib.nullcontext()
+
+
+def is_tracing(x):
+    """Whether `x` is a symbolic tensor of a trace being compiled.
+
+    A `stream` callback of the decoding loops needs concrete values at each
+    step; under `jax.jit` or `tf.function` there are none, and keras.ops has
+    no way to ask. Eager PyTorch tensors are always concrete.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return isinstance(x, jax.core.Tracer)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+    return False

@@ -6,9 +6,11 @@ from keras import ops
 from keras_attn._validation import check_positive_int
 from keras_attn.generation._loop import as_cache
 from keras_attn.generation._loop import check_tokens
+from keras_attn.generation._loop import finish_rows
 from keras_attn.generation._loop import forced_tokens
 from keras_attn.generation._loop import from_cache
 from keras_attn.generation._loop import index_tensor
+from keras_attn.generation.logits_processors import check_stop_sequences
 
 # Log probability of impossible continuations. Finite so that sums and the
 # length normalisation never produce NaN (inf - inf).
@@ -33,6 +35,8 @@ def beam_search(
     return_scores=False,
     return_cache=False,
     return_all_beams=False,
+    stop_sequences=None,
+    process_logits=None,
 ):
     """Fills `tokens` from `start_index` on with the best beam.
 
@@ -73,6 +77,12 @@ def beam_search(
             (of every beam, `(B, beam_width, ...)`, with `return_all_beams`).
         return_all_beams: bool, return every beam sorted best first,
             tokens `(B, beam_width, L)`, instead of the best one.
+        stop_sequences: optional list of lists of token ids; a beam is
+            finished once its tokens end with one of them (as with
+            `end_token`).
+        process_logits: optional `(logits (N, V), tokens (N, L), index) ->
+            logits`, applied to each beam's logits before the log softmax
+            (the processors of a `Sampler`).
 
     Returns:
         `tokens` `(B, L)`; with `return_scores` and/or `return_cache`, a
@@ -116,6 +126,8 @@ def beam_search(
     if prompt_mask is not None:
         prompt_mask = ops.convert_to_tensor(prompt_mask)
     check_tokens(tokens, start_index, prompt_mask)
+    stop_sequences = check_stop_sequences(stop_sequences)
+    stops = end_token is not None or bool(stop_sequences)
     width = beam_width
     batch_size, max_length = tokens.shape[0], tokens.shape[1]
     if batch_size is None:
@@ -144,12 +156,14 @@ def beam_search(
 
     def body(index, tokens, cache, log_probs, lengths, done):
         logits, cache = next_fn(tokens, cache, index)  # (B * W, V)
+        if process_logits is not None:
+            logits = process_logits(logits, tokens, index)
         vocab = logits.shape[-1]
         step_log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
         step_log_probs = ops.reshape(
             step_log_probs, (batch_size, width, vocab)
         )  # (B, W, V)
-        if end_token is not None:
+        if stops:
             # A finished beam has one continuation, pad, at no cost.
             pad_row = ops.where(
                 ops.arange(vocab) == pad_token, 0.0, _IMPOSSIBLE
@@ -196,11 +210,6 @@ def beam_search(
             axis=1,
         )
         done = ops.take_along_axis(done, beam, axis=1)
-        if end_token is not None:
-            ended = ops.equal(token, end_token)
-            if forced is not None:
-                ended = ops.logical_and(ended, ops.logical_not(forced[:, :, 0]))
-            done = ops.logical_or(done, ended)
         # Reorder every row-indexed tensor to follow its beam.
         rows = ops.reshape(
             ops.arange(batch_size, dtype="int32")[:, None] * width
@@ -214,6 +223,20 @@ def beam_search(
         tokens = ops.slice_update(
             tokens, [0, index], ops.reshape(token, (-1, 1))
         )
+        if stops:
+            # `forced` is the same for the beams of a row: no reorder.
+            done = ops.reshape(
+                finish_rows(
+                    ops.reshape(done, (-1,)),
+                    ops.reshape(token, (-1,)),
+                    tokens,
+                    index,
+                    end_token,
+                    stop_sequences,
+                    None if forced is None else ops.reshape(forced, (-1,)),
+                ),
+                (batch_size, width),
+            )
         return index + 1, tokens, cache, log_probs, lengths, done
 
     _, tokens, cache, log_probs, lengths, _ = ops.while_loop(

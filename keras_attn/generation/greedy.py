@@ -5,7 +5,7 @@ from keras import ops
 from keras_attn.generation._loop import decoding_loop
 
 
-def _argmax(logits, index):
+def _argmax(logits, tokens, index):
     return ops.argmax(logits, axis=-1)
 
 

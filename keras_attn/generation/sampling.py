@@ -7,9 +7,10 @@ from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_positive_number
 from keras_attn.generation._loop import check_tokens
 from keras_attn.generation._loop import decoding_loop
+from keras_attn.generation.logits_processors import min_p_filter
 
 
-def _check_sampling_args(temperature, top_k, top_p):
+def check_sampling_args(temperature, top_k, top_p):
     check_positive_number("temperature", temperature)
     check_positive_int("top_k", top_k, allow_none=True)
     check_positive_number("top_p", top_p, allow_none=True)
@@ -19,7 +20,7 @@ def _check_sampling_args(temperature, top_k, top_p):
         )
 
 
-def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
+def filter_logits(logits, temperature=1.0, top_k=None, top_p=None, min_p=None):
     """Scales logits by `1 / temperature` and masks the excluded tokens.
 
     Args:
@@ -29,11 +30,13 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
             kept too).
         top_p: keep the smallest set of most likely tokens whose
             probability reaches `top_p` (nucleus sampling).
+        min_p: keep the tokens at least `min_p` times as likely as the
+            most likely one (`min_p_filter`).
 
     Returns:
         `(B, V)` float32 logits, `-inf`-like (`-1e9`) where excluded.
     """
-    _check_sampling_args(temperature, top_k, top_p)
+    check_sampling_args(temperature, top_k, top_p)
     logits = ops.cast(logits, "float32") / float(temperature)
     excluded = ops.full_like(logits, -1e9)
     if top_k is not None and top_k < logits.shape[-1]:
@@ -49,6 +52,8 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
         kept = ops.where(mass_before < top_p, sorted_logits, 1e9)
         threshold = ops.min(kept, axis=-1, keepdims=True)  # (B, 1)
         logits = ops.where(logits < threshold, excluded, logits)
+    if min_p is not None:
+        logits = min_p_filter(logits, min_p)
     return logits
 
 
@@ -138,14 +143,14 @@ def sample(
         - Holtzman et al., "The Curious Case of Neural Text Degeneration",
           2020 (top-p).
     """
-    _check_sampling_args(temperature, top_k, top_p)
+    check_sampling_args(temperature, top_k, top_p)
     tokens = ops.convert_to_tensor(tokens)
     check_tokens(tokens, start_index)
     batch_size, max_length = ops.shape(tokens)[0], tokens.shape[1]
     # (L, B) uniforms, one per step and row, drawn before the loop.
     uniforms = keras.random.uniform((max_length, batch_size), seed=seed)
 
-    def draw(logits, index):
+    def draw(logits, tokens, index):
         logits = filter_logits(logits, temperature, top_k, top_p)
         uniform = ops.take(uniforms, index, axis=0)  # (B,)
         return sample_from_logits(logits, uniform)

@@ -8,7 +8,8 @@ One contract for `TransformerLM.generate`, `Transformer.generate` and
 ```
 generate(inputs, max_length, method="greedy", start_token=None,
          end_token=None, pad_token=0, use_cache=True,
-         return_attention_scores=False, **options)
+         return_attention_scores=False, stop_sequences=None, stream=None,
+         **options)
 ```
 
 - `inputs`: for `TransformerLM`, the prompt `token_ids (B, P)` or a dict
@@ -34,9 +35,17 @@ generate(inputs, max_length, method="greedy", start_token=None,
   the RNN decoder's alignments); for `TransformerLM` `(B, max_length,
   max_length)` over the sequence (the last block's self-attention averaged
   over heads).
-- `method`: `"greedy"`, `"beam"` (options `beam_width`,
-  `length_penalty`) or `"sample"` (options `temperature`, `top_k`, `top_p`,
-  `seed`); see `keras_attn.generation`.
+- `method`: a `keras_attn.generation.Sampler`, or a name with the
+  sampler's arguments as `options`: `"greedy"`, `"beam"` (`beam_width`,
+  `length_penalty`), `"sample"` (`temperature`, `top_k`, `top_p`, `min_p`,
+  `seed`) or `"contrastive"` (`k`, `alpha`, `temperature`); every sampler
+  also takes `repetition_penalty` and `no_repeat_ngram_size`. See
+  `keras_attn.generation`.
+- `stop_sequences`: lists of token ids; a row stops once its last tokens
+  match one (kept, `pad_token` after), rows independently.
+- `stream`: `fn(token_ids (B,), index)` called after each step; the loop
+  then runs eagerly (not with beam search, nor under `jax.jit` /
+  `tf.function`); without it the loop is a compiled `while_loop`.
 - `use_cache`: decode one token per step against caches (key/value caches
   or the RNN state), or re-run the decoder on the whole prefix each step
   (the RNN always steps).

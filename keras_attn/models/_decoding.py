@@ -3,16 +3,18 @@
 Implements the contract stated in `keras_attn.models` (read it there).
 
 A model's `generate` parses its inputs into a prompt, then calls `generate`
-below with `make_step(tokens, start_index, with_scores) -> (next_fn,
-cache)`, the step function of `keras_attn.generation` for the buffer
-`tokens (B, max_length)`. With scores, `cache["scores"]` is a `(B,
-max_length, S)` buffer into which `next_fn` writes row `index`.
+below with `make_step(tokens, start_index, with_scores, with_hidden) ->
+(next_fn, cache, prompt_hidden)`, the step function of
+`keras_attn.generation` for the buffer `tokens (B, max_length)`. With
+scores, `cache["scores"]` is a `(B, max_length, S)` buffer into which
+`next_fn` writes row `index`. With hidden states (contrastive search),
+`next_fn` returns `(logits, hidden, cache)` and `prompt_hidden` is the `(B,
+max_length, D)` hidden states of the prompt positions (or None).
 """
 
 import numpy as np
 from keras import ops
 
-from keras_attn._validation import check_choice
 from keras_attn._validation import check_heads_divide
 from keras_attn._validation import check_integer_dtype
 from keras_attn._validation import check_mask_dtype
@@ -20,11 +22,8 @@ from keras_attn._validation import check_non_negative_int
 from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_positive_ints
 from keras_attn._validation import check_rank
-from keras_attn.generation.beam_search import beam_search
-from keras_attn.generation.greedy import greedy_search
-from keras_attn.generation.sampling import sample
+from keras_attn.generation.get_sampler import get_sampler
 
-METHODS = ("greedy", "beam", "sample")
 LM_KEYS = ("token_ids", "padding_mask")
 SEQ2SEQ_KEYS = (
     "encoder_token_ids",
@@ -186,7 +185,8 @@ def generate(
     """Builds the token buffer, runs the decoding loop, shapes the result.
 
     Args:
-        make_step: `(tokens, start_index, with_scores) -> (next_fn, cache)`.
+        make_step: `(tokens, start_index, with_scores, with_hidden) ->
+            (next_fn, cache, prompt_hidden)`.
         prompt: `(B, P)` int32 tensor or None.
         prompt_mask: `(B, P)` boolean tensor or None (all True).
         batch_size: int, `B`.
@@ -204,7 +204,8 @@ def generate(
     start_token, end_token = request.start_token, request.end_token
     pad_token, options = request.pad_token, request.options
     return_attention_scores = request.return_attention_scores
-    check_choice("method", method, METHODS)
+    sampler = get_sampler(method, **options)
+    with_hidden = bool(getattr(sampler, "uses_hidden_states", False))
     check_positive_int("max_length", max_length)
     check_non_negative_int("pad_token", pad_token)
     check_non_negative_int("start_token", start_token, allow_none=True)
@@ -238,9 +239,11 @@ def generate(
     kept = np.arange(max_length)[None, :] < lengths[:, None]
     ragged = bool((lengths > start_index).any())
     tokens = ops.convert_to_tensor(tokens)
-    next_fn, cache = make_step(tokens, start_index, return_attention_scores)
-    loops = {"greedy": greedy_search, "beam": beam_search, "sample": sample}
-    tokens, cache = loops[method](
+    next_fn, cache, prompt_hidden = make_step(
+        tokens, start_index, return_attention_scores, with_hidden
+    )
+    extra = {"hidden_states": prompt_hidden} if with_hidden else {}
+    tokens, cache = sampler(
         next_fn,
         tokens,
         cache,
@@ -248,8 +251,10 @@ def generate(
         end_token=end_token,
         pad_token=pad_token,
         prompt_mask=ops.convert_to_tensor(kept) if ragged else None,
+        stop_sequences=request.stop_sequences,
+        stream=request.stream,
         return_cache=True,
-        **options,
+        **extra,
     )
     if not return_attention_scores:
         return tokens
@@ -269,52 +274,74 @@ def write_scores(cache, index, row):
     return dict(cache, scores=scores)
 
 
+def pad_hidden(hidden, max_length):
+    """`(B, P, D)` prompt hidden states zero-padded to `(B, max_length, D)`."""
+    padding = max_length - hidden.shape[1]
+    return ops.pad(ops.cast(hidden, "float32"), [[0, 0], [0, padding], [0, 0]])
+
+
 def empty_scores(batch_size, max_length, key_length):
     """The `(B, max_length, S)` float32 scores buffer."""
     return ops.zeros((batch_size, max_length, key_length), "float32")
 
 
-def transformer_next_fn(full_pass, cached_step, use_cache, with_scores):
+def transformer_next_fn(
+    full_pass, cached_step, head, use_cache, with_scores, with_hidden=False
+):
     """The step function of a transformer decoder, cached or not.
 
     Args:
-        full_pass: `(tokens (B, L), cache) -> (logits (B, L, V), scores)`,
-            a causal pass over the whole buffer (the cache holds the rows'
-            context, reordered by beam search); scores `(B, N, L, S)` or
-            None.
-        cached_step: `(token (B, 1), cache, position) -> (logits (B, 1, V),
-            cache, scores)`, one token against the caches; scores `(B, N,
-            1, S)` or None.
+        full_pass: `(tokens (B, L), cache) -> (hidden (B, L, D), scores)`,
+            a causal pass over the whole buffer up to the final norm (the
+            cache holds the rows' context, reordered by beam search);
+            scores `(B, N, L, S)` or None.
+        cached_step: `(token (B, 1), cache, position) -> (hidden (B, 1,
+            D), cache, scores)`, one token against the caches; scores `(B,
+            N, 1, S)` or None.
+        head: `hidden (B, D) -> logits (B, V)`.
         use_cache: bool, which of the two the step function calls.
         with_scores: bool, write the head-averaged scores of the query that
             produces token `index` into row `index` of `cache["scores"]`.
+        with_hidden: bool, also return the hidden state `(B, D)` of the
+            token at `index - 1`.
 
     Returns:
-        `next_fn(tokens, cache, index) -> (logits (B, V), cache)`.
+        `next_fn(tokens, cache, index) -> (logits (B, V), cache)`, or
+        `(logits, hidden, cache)` with `with_hidden`.
     """
 
     def next_fn(tokens, cache, index):
         if use_cache:
             # (B, 1): the token at index - 1, at its position.
             previous = ops.expand_dims(ops.take(tokens, index - 1, 1), 1)
-            logits, cache, scores = cached_step(previous, cache, index - 1)
+            hidden, cache, scores = cached_step(previous, cache, index - 1)
             query = 0
         else:
-            logits, scores = full_pass(tokens, cache)
+            hidden, scores = full_pass(tokens, cache)
             query = index - 1
         if with_scores:
             # (B, N, T, S) -> (B, S): the query, averaged over heads.
             row = ops.mean(ops.take(scores, query, axis=2), axis=1)
             cache = write_scores(cache, index, row)
-        return ops.take(logits, query, axis=1), cache
+        hidden = ops.take(hidden, query, axis=1)  # (B, D)
+        if with_hidden:
+            return head(hidden), hidden, cache
+        return head(hidden), cache
 
     return next_fn
 
 
 def encoder_decoder_step(
-    model, tokens, start_index, memory, memory_mask, use_cache, with_scores
+    model,
+    tokens,
+    start_index,
+    memory,
+    memory_mask,
+    use_cache,
+    with_scores,
+    with_hidden=False,
 ):
-    """`(next_fn, cache)` of `Transformer.generate` for the loops.
+    """`(next_fn, cache, prompt_hidden)` of `Transformer.generate`.
 
     Args:
         model: the `Transformer`.
@@ -324,12 +351,14 @@ def encoder_decoder_step(
         memory_mask: `(B, S)` boolean.
         use_cache: bool.
         with_scores: bool.
+        with_hidden: bool, the step also returns hidden states.
     """
     batch_size, max_length = tokens.shape
     source_length = memory.shape[1]
     cache = {"memory": memory, "memory_mask": memory_mask}
     if with_scores:
         cache["scores"] = empty_scores(batch_size, max_length, source_length)
+    prompt_hidden = None
     if use_cache:
         head_dim = model.hidden_dim // model.num_heads
 
@@ -342,7 +371,7 @@ def encoder_decoder_step(
 
         # Prefill: the common prompt's self-attention keys and values,
         # and the cross-attention keys and values, computed once.
-        _, cache["self"], cache["cross"] = model.call_with_cache(
+        prompt_hidden, cache["self"], cache["cross"], _ = model._cached_hidden(
             tokens[:, :start_index],
             memory,
             memory_mask,
@@ -351,18 +380,25 @@ def encoder_decoder_step(
             0,
             cross_cache_update_index=0,
         )
+    elif with_hidden:
+        prompt_hidden = model._decode_hidden(
+            tokens[:, :start_index], memory, memory_mask, None, False, None
+        )[0]
+    if with_hidden:
+        prompt_hidden = pad_hidden(prompt_hidden, max_length)
 
     def full_pass(tokens, cache):
-        outputs = model.decode(
+        return model._decode_hidden(
             tokens,
             cache["memory"],
             cache["memory_mask"],
-            with_scores=with_scores,
+            None,
+            with_scores,
+            None,
         )
-        return outputs if with_scores else (outputs, None)
 
     def cached_step(token, cache, position):
-        outputs = model.call_with_cache(
+        hidden, self_cache, cross_cache, scores = model._cached_hidden(
             token,
             cache["memory"],
             cache["memory_mask"],
@@ -371,10 +407,10 @@ def encoder_decoder_step(
             position,
             return_attention_scores=with_scores,
         )
-        cache = dict(cache, self=outputs[1], cross=outputs[2])
-        return outputs[0], cache, outputs[3] if with_scores else None
+        cache = dict(cache, self=self_cache, cross=cross_cache)
+        return hidden, cache, scores
 
     next_fn = transformer_next_fn(
-        full_pass, cached_step, use_cache, with_scores
+        full_pass, cached_step, model._head, use_cache, with_scores, with_hidden
     )
-    return next_fn, cache
+    return next_fn, cache, prompt_hidden if with_hidden else None

@@ -16,6 +16,8 @@ class GenerateRequest:
     pad_token: int
     use_cache: bool
     return_attention_scores: bool
+    stop_sequences: object
+    stream: object
     options: dict
 
 
@@ -37,6 +39,8 @@ class GenerateMixin:
         pad_token=0,
         use_cache=True,
         return_attention_scores=False,
+        stop_sequences=None,
+        stream=None,
         **options,
     ):
         """Generates token sequences (the contract of `keras_attn.models`).
@@ -54,7 +58,9 @@ class GenerateMixin:
             max_length: int, the length of the returned sequences, start
                 token and prompt included (at most the model's
                 `max_sequence_length` where it has learned positions).
-            method: `"greedy"`, `"beam"` or `"sample"`.
+            method: a `keras_attn.generation.Sampler`, or the name of one:
+                `"greedy"`, `"sample"` (or `"random"`), `"beam"` or
+                `"contrastive"` (see `keras_attn.generation.get_sampler`).
             start_token: optional int put before every prompt; required by
                 the encoder-decoder models when they get no decoder prompt.
             end_token: optional int; a sequence stops after it.
@@ -69,9 +75,18 @@ class GenerateMixin:
                 averaged over heads, or the RNN's alignments),
                 `(B, max_length, max_length)` for `TransformerLM` (the last
                 block's self-attention averaged over heads).
-            **options: arguments of the decoding loop: `beam_width`,
-                `length_penalty` (beam); `temperature`, `top_k`, `top_p`,
-                `seed` (sample).
+            stop_sequences: optional list of lists of token ids; a row
+                stops once its last tokens match one of them (kept in the
+                output, `pad_token` after).
+            stream: optional callable `stream(token_ids, index)`, called
+                after each step with the `(B,)` NumPy tokens written at
+                position `index`; the loop then runs eagerly (not with
+                `method="beam"`, nor inside `jax.jit` / `tf.function`).
+            **options: the constructor arguments of the named sampler:
+                `repetition_penalty`, `no_repeat_ngram_size` (all);
+                `beam_width`, `length_penalty` (beam); `temperature`,
+                `top_k`, `top_p`, `min_p`, `seed` (sample); `k`, `alpha`,
+                `temperature` (contrastive).
 
         Returns:
             `(B, max_length)` int32 tokens, the prompt included and
@@ -86,6 +101,8 @@ class GenerateMixin:
             pad_token=pad_token,
             use_cache=use_cache,
             return_attention_scores=return_attention_scores,
+            stop_sequences=stop_sequences,
+            stream=stream,
             options=options,
         )
         with inference_mode():

@@ -292,7 +292,7 @@ class RNNSeq2Seq(GenerateMixin, keras.Model):
                 memory_mask, parsed["encoder_padding_mask"]
             )
 
-        def make_step(tokens, start_index, with_scores):
+        def make_step(tokens, start_index, with_scores, with_hidden):
             cache = {
                 "state": self.decoder.get_initial_state(batch_size, cell_state),
                 "memory": memory,
@@ -317,11 +317,14 @@ class RNNSeq2Seq(GenerateMixin, keras.Model):
                 cache = dict(cache, state=state)
                 if with_scores:
                     cache = write_scores(cache, index, alignment)
+                if with_hidden:  # the attention output is the hidden state
+                    return self.output_dense(output), output, cache
                 return self.output_dense(output), cache  # (B, V)
 
             # The RNN has no cache to prefill: the loop steps from the
-            # start token, keeping the prompt tokens it walks over.
-            return next_fn, cache
+            # start token, keeping the prompt tokens it walks over (so the
+            # first step gives the only prompt hidden state needed).
+            return next_fn, cache, None
 
         return generate(
             make_step,

@@ -276,11 +276,13 @@ class Transformer(GenerateMixin, keras.Model):
             x = self.encoder_norm(x)
         return x
 
-    def _logits(self, x):
-        if self.decoder_norm is not None:
-            x = self.decoder_norm(x)
-        # (B, T, D) -> (B, T, V)
-        return self.decoder_embedding.token_embedding(x, reverse=True)
+    def _final(self, x):
+        # The decoder stack's output -> final hidden states (B, T, D).
+        return x if self.decoder_norm is None else self.decoder_norm(x)
+
+    def _head(self, hidden):
+        # (..., D) final hidden states -> (..., V)
+        return self.decoder_embedding.token_embedding(hidden, reverse=True)
 
     def call(self, inputs, training=None):
         source, token_ids, source_mask, target_mask = self._split(inputs)
@@ -315,6 +317,23 @@ class Transformer(GenerateMixin, keras.Model):
         Returns:
             Logits `(B, T, V)`, or `(logits, scores)`.
         """
+        hidden, scores = self._decode_hidden(
+            token_ids, memory, memory_mask, padding_mask, with_scores, training
+        )
+        logits = self._head(hidden)
+        return (logits, scores) if with_scores else logits
+
+    def _decode_hidden(
+        self,
+        token_ids,
+        memory,
+        memory_mask,
+        padding_mask,
+        with_scores,
+        training,
+    ):
+        """`decode` up to the final norm: `(hidden (B, T, D), scores)`."""
+        scores = None
         x = self.decoder_embedding(token_ids)
         if self.dropout > 0:
             x = self.embedding_dropout(x, training=training)
@@ -333,9 +352,7 @@ class Transformer(GenerateMixin, keras.Model):
                 x, scores = outputs
             else:
                 x = outputs
-        if with_scores:
-            return self._logits(x), scores
-        return self._logits(x)
+        return self._final(x), scores
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, dict):
@@ -376,6 +393,32 @@ class Transformer(GenerateMixin, keras.Model):
             `(logits, self_cache, cross_cache)`, and the scores last with
             `return_attention_scores`.
         """
+        hidden, self_cache, cross_cache, scores = self._cached_hidden(
+            token_ids,
+            memory,
+            memory_mask,
+            self_cache,
+            cross_cache,
+            cache_update_index,
+            cross_cache_update_index,
+            return_attention_scores,
+        )
+        outputs = (self._head(hidden), self_cache, cross_cache)
+        return outputs + (scores,) if return_attention_scores else outputs
+
+    def _cached_hidden(
+        self,
+        token_ids,
+        memory,
+        memory_mask,
+        self_cache,
+        cross_cache,
+        cache_update_index,
+        cross_cache_update_index=None,
+        return_attention_scores=False,
+    ):
+        """`call_with_cache` up to the final norm: `(hidden, self_cache,
+        cross_cache, scores or None)`."""
         x = self.decoder_embedding(token_ids, start_index=cache_update_index)
         new_self, new_cross = [], []
         scores = None
@@ -398,8 +441,7 @@ class Transformer(GenerateMixin, keras.Model):
                 x, s_cache, c_cache = outputs
             new_self.append(s_cache)
             new_cross.append(c_cache)
-        outputs = (self._logits(x), tuple(new_self), tuple(new_cross))
-        return outputs + (scores,) if return_attention_scores else outputs
+        return self._final(x), tuple(new_self), tuple(new_cross), scores
 
     def _generate(self, inputs, request):
         # The `generate` of `GenerateMixin` calls this under inference mode.
@@ -415,7 +457,7 @@ class Transformer(GenerateMixin, keras.Model):
         if memory_mask is None:
             memory_mask = ops.ones(tuple(source.shape), "bool")
 
-        def make_step(tokens, start_index, with_scores):
+        def make_step(tokens, start_index, with_scores, with_hidden):
             return encoder_decoder_step(
                 self,
                 tokens,
@@ -424,6 +466,7 @@ class Transformer(GenerateMixin, keras.Model):
                 memory_mask,
                 request.use_cache,
                 with_scores,
+                with_hidden,
             )
 
         return generate(

@@ -9,6 +9,7 @@ from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
 from keras_attn.models._decoding import check_model_sizes
 from keras_attn.models._decoding import empty_scores
 from keras_attn.models._decoding import generate
+from keras_attn.models._decoding import pad_hidden
 from keras_attn.models._decoding import parse_lm_inputs
 from keras_attn.models._decoding import store_sizes
 from keras_attn.models._decoding import transformer_next_fn
@@ -229,17 +230,20 @@ class TransformerLM(GenerateMixin, keras.Model):
             x = self.embedding_dropout(x, training=training)
         return x
 
-    def _logits(self, x):
-        x = self.final_norm(x)
-        # (B, T, D) -> (B, T, V)
-        return self.token_embedding(x, reverse=True)
+    def _head(self, hidden):
+        # (..., D) final-normed hidden states -> (..., V)
+        return self.token_embedding(hidden, reverse=True)
 
     def call(self, token_ids, training=None):
         self._check_token_ids(token_ids)
         return self._forward(token_ids, training=training)
 
-    def _forward(self, token_ids, with_scores=False, training=None):
-        """Logits, and with `with_scores` the last block's scores."""
+    def _forward(self, token_ids, training=None):
+        """Logits `(B, T, V)` of a causal pass."""
+        return self._head(self._hidden(token_ids, training=training)[0])
+
+    def _hidden(self, token_ids, with_scores=False, training=None):
+        """`(final-normed hidden (B, T, D), last block's scores or None)`."""
         x = self._embed(token_ids, training=training)
         scores = None
         for i, block in enumerate(self.blocks):
@@ -247,9 +251,7 @@ class TransformerLM(GenerateMixin, keras.Model):
                 x, scores = block(x, return_attention_scores=True)
             else:
                 x = block(x, training=training)
-        if with_scores:
-            return self._logits(x), scores
-        return self._logits(x)
+        return self.final_norm(x), scores
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.vocabulary_size,)
@@ -291,6 +293,16 @@ class TransformerLM(GenerateMixin, keras.Model):
             `(logits, cache)`: logits `(B, T, V)` and the updated caches;
             `(logits, cache, scores)` with `return_attention_scores`.
         """
+        hidden, cache, scores = self._cached_hidden(
+            token_ids, cache, cache_update_index, return_attention_scores
+        )
+        if return_attention_scores:
+            return self._head(hidden), cache, scores
+        return self._head(hidden), cache
+
+    def _cached_hidden(self, token_ids, cache, cache_update_index, scores):
+        """`call_with_cache` up to the final norm: `(hidden, cache, scores)`."""
+        return_attention_scores = scores
         x = self._embed(token_ids, start_index=cache_update_index)
         new_cache = []
         scores = None
@@ -308,9 +320,7 @@ class TransformerLM(GenerateMixin, keras.Model):
             else:
                 x, block_cache = outputs
             new_cache.append(block_cache)
-        if return_attention_scores:
-            return self._logits(x), tuple(new_cache), scores
-        return self._logits(x), tuple(new_cache)
+        return self.final_norm(x), tuple(new_cache), scores
 
     def _generate(self, inputs, request):
         # The `generate` of `GenerateMixin` calls this under inference mode.
@@ -319,9 +329,9 @@ class TransformerLM(GenerateMixin, keras.Model):
         if not self.built:
             self.build((None, None))
 
-        def make_step(tokens, start_index, with_scores):
+        def make_step(tokens, start_index, with_scores, with_hidden):
             return self._generation_step(
-                tokens, start_index, request.use_cache, with_scores
+                tokens, start_index, request.use_cache, with_scores, with_hidden
             )
 
         return generate(
@@ -335,37 +345,47 @@ class TransformerLM(GenerateMixin, keras.Model):
             ),
         )
 
-    def _generation_step(self, tokens, start_index, use_cache, with_scores):
-        """`(next_fn, cache)` for the decoding loops (`generate`)."""
+    def _generation_step(
+        self, tokens, start_index, use_cache, with_scores, with_hidden
+    ):
+        """`(next_fn, cache, prompt hidden states or None)` for `generate`."""
         batch_size, max_length = tokens.shape
         cache = {}
         if with_scores:
             cache["scores"] = empty_scores(batch_size, max_length, max_length)
+        prompt_hidden = None
         if use_cache:
             # Prefill with the common prompt; the first step rewrites its
             # last position with the same keys and values.
-            _, cache["kv"] = self.call_with_cache(
+            prompt_hidden, cache["kv"], _ = self._cached_hidden(
                 tokens[:, :start_index],
                 self.empty_cache(batch_size, max_length),
                 0,
+                False,
             )
+        elif with_hidden:
+            prompt_hidden = self._hidden(tokens[:, :start_index])[0]
+        if with_hidden:
+            prompt_hidden = pad_hidden(prompt_hidden, max_length)
 
         def full_pass(tokens, cache):
-            if with_scores:
-                return self._forward(tokens, with_scores=True)
-            return self._forward(tokens), None
+            return self._hidden(tokens, with_scores=with_scores)
 
         def cached_step(token, cache, position):
-            outputs = self.call_with_cache(
+            hidden, kv, scores = self._cached_hidden(
                 token, cache["kv"], position, with_scores
             )
-            scores = outputs[2] if with_scores else None
-            return outputs[0], dict(cache, kv=outputs[1]), scores
+            return hidden, dict(cache, kv=kv), scores
 
         next_fn = transformer_next_fn(
-            full_pass, cached_step, use_cache, with_scores
+            full_pass,
+            cached_step,
+            self._head,
+            use_cache,
+            with_scores,
+            with_hidden,
         )
-        return next_fn, cache
+        return next_fn, cache, prompt_hidden if with_hidden else None
 
     def get_config(self):
         config = super().get_config()
