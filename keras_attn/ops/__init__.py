@@ -22,8 +22,13 @@ from keras_attn.ops.positions import sincos_1d
 from keras_attn.ops.positions import sincos_2d_positions
 from keras_attn.ops.positions import sine_position_encoding
 from keras_attn.ops.positions import t5_relative_position_bucket
+from keras_attn.ops.score_mods import AlibiScoreMod
+from keras_attn.ops.score_mods import ScoreMod
+from keras_attn.ops.score_mods import relative_position_score_mod
 
 __all__ = [
+    "AlibiScoreMod",
+    "ScoreMod",
     "alibi_bias",
     "alibi_slopes",
     "apply_rotary",
@@ -35,6 +40,7 @@ __all__ = [
     "fold_attention_mask",
     "masked_softmax",
     "relative_position_buckets",
+    "relative_position_score_mod",
     "rotary_cos_sin",
     "scaled_dot_product_attention",
     "sequence_positions",
