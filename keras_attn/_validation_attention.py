@@ -5,6 +5,7 @@ checks of `MultiHeadAttention.call` on static shapes and dtypes, before any
 backend op, built from the shared helpers of `_validation`.
 """
 
+import keras
 from keras import ops
 
 from keras_attn import _validation as v
@@ -209,3 +210,27 @@ def check_score_mods(query, logit_soft_cap, sinks, score_mod):
             f"{v.dtype_name(sinks)}"
         )
     return sinks
+
+
+def check_layer_score_mods(logit_soft_cap, use_attention_sinks, score_mod):
+    """The score-modifier options of `MultiHeadAttention`.
+
+    Returns:
+        `(logit_soft_cap, use_attention_sinks, score_mod)`, the score_mod
+        deserialized when given as a config dict.
+    """
+    v.check_positive_number("logit_soft_cap", logit_soft_cap, allow_none=True)
+    if not isinstance(use_attention_sinks, bool):
+        raise ValueError(
+            "`use_attention_sinks` must be a bool. Received: "
+            f"use_attention_sinks={use_attention_sinks!r}"
+        )
+    if isinstance(score_mod, dict):
+        score_mod = keras.saving.deserialize_keras_object(score_mod)
+    if score_mod is not None and not callable(score_mod):
+        raise TypeError(
+            "`score_mod` must be a `keras_attn.ops.ScoreMod` (or a callable "
+            "`score_mod(scores, batch, head, q_idx, kv_idx)`) or its config "
+            f"dict. Received: score_mod={score_mod!r}"
+        )
+    return logit_soft_cap, use_attention_sinks, score_mod
