@@ -117,7 +117,8 @@ class MultiHeadAttention(MultiHeadAttentionBase):
             kv_idx)` modifies the logits (see
             `keras_attn.ops.scaled_dot_product_attention`); with a cache,
             `q_idx` is the query's position in the cache. A plain function
-            works too but saves only if registered.
+            works too; register it to save the layer (a lambda does not
+            load in safe mode).
         **kwargs: other arguments of `keras.layers.Layer` (`name`, `dtype`).
 
     Call arguments:
