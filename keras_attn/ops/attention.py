@@ -127,7 +127,8 @@ def scaled_dot_product_attention(
             float32 `(B, N, T, S)` block of logits (after `bias`); the
             indices are int32 tensors that broadcast against it: `batch`
             `(B, 1, 1, 1)`, `head` `(1, N, 1, 1)`, `q_idx` `(1, 1, T, 1)`
-            (the row in `query`), `kv_idx` `(1, 1, 1, S)`. It returns the
+            (the row in `query`), `kv_idx` `(1, 1, 1, S)` (cast them to
+            float before mixing with floats). It returns the
             modified scores, of the same shape, with broadcasting
             `keras.ops`. `"chunked"` calls it block by block with each
             block's indices (a bias or mask written this way never exists
@@ -156,7 +157,8 @@ def scaled_dot_product_attention(
     sinks = np.zeros((4,), "float32")
 
     def distance_penalty(scores, batch, head, q_idx, kv_idx):
-        return scores - 0.1 * keras.ops.abs(q_idx - kv_idx)
+        distance = keras.ops.cast(keras.ops.abs(q_idx - kv_idx), "float32")
+        return scores - 0.1 * distance
 
     out = scaled_dot_product_attention(
         q, kv, kv, logit_soft_cap=30.0, sinks=sinks,
