@@ -5,6 +5,9 @@ checks of `MultiHeadAttention.call` on static shapes and dtypes, before any
 backend op, built from the shared helpers of `_validation`.
 """
 
+import keras
+from keras import ops
+
 from keras_attn import _validation as v
 
 
@@ -174,3 +177,60 @@ def _check_cache(query_shape, key_shape, cache, index, sizes):
         )
     if index is not None:
         v.check_cache_index(index, key_shape[1], cache_shape[2])
+
+
+def check_score_mods(query, logit_soft_cap, sinks, score_mod):
+    """The score modifiers of `scaled_dot_product_attention`.
+
+    Returns:
+        `sinks` as a tensor (or None): float, shape `(N,)` with `N` the
+        query heads of `query` `(B, T, N, H)`.
+    """
+    if logit_soft_cap is not None:
+        v.check_positive_number("logit_soft_cap", logit_soft_cap)
+    if score_mod is not None and not callable(score_mod):
+        raise TypeError(
+            "`score_mod` must be a callable `score_mod(scores, batch, head, "
+            f"q_idx, kv_idx)`. Received: score_mod={score_mod!r}"
+        )
+    if sinks is None:
+        return None
+    if not hasattr(sinks, "shape"):
+        sinks = ops.convert_to_tensor(sinks)
+    num_heads = tuple(query.shape)[2]
+    if tuple(sinks.shape) != (num_heads,):
+        raise ValueError(
+            "`sinks` must have shape (num_heads,) = "
+            f"({num_heads},), one logit per query head. Received: "
+            f"sinks.shape={tuple(sinks.shape)}"
+        )
+    if "float" not in v.dtype_name(sinks):
+        raise ValueError(
+            "`sinks` must be a float tensor. Received: sinks.dtype="
+            f"{v.dtype_name(sinks)}"
+        )
+    return sinks
+
+
+def check_layer_score_mods(logit_soft_cap, use_attention_sinks, score_mod):
+    """The score-modifier options of `MultiHeadAttention`.
+
+    Returns:
+        `(logit_soft_cap, use_attention_sinks, score_mod)`, the score_mod
+        deserialized when given as a config dict.
+    """
+    v.check_positive_number("logit_soft_cap", logit_soft_cap, allow_none=True)
+    if not isinstance(use_attention_sinks, bool):
+        raise ValueError(
+            "`use_attention_sinks` must be a bool. Received: "
+            f"use_attention_sinks={use_attention_sinks!r}"
+        )
+    if isinstance(score_mod, dict):
+        score_mod = keras.saving.deserialize_keras_object(score_mod)
+    if score_mod is not None and not callable(score_mod):
+        raise TypeError(
+            "`score_mod` must be a `keras_attn.ops.ScoreMod` (or a callable "
+            "`score_mod(scores, batch, head, q_idx, kv_idx)`) or its config "
+            f"dict. Received: score_mod={score_mod!r}"
+        )
+    return logit_soft_cap, use_attention_sinks, score_mod

@@ -7,6 +7,7 @@ from keras_attn.layers.embeddings.token_and_position_embedding import (
 )
 from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
 from keras_attn.layers.transformer.transformer_encoder import TransformerEncoder
+from keras_attn.models._attention_maps import seq2seq_attention_scores
 from keras_attn.models._decoding import check_model_sizes
 from keras_attn.models._decoding import encoder_decoder_step
 from keras_attn.models._decoding import generate
@@ -353,6 +354,19 @@ class Transformer(GenerateMixin, keras.Model):
             else:
                 x = outputs
         return self._final(x), scores
+
+    def attention_scores(self, inputs):
+        """The attention weights of every block, in inference mode.
+
+        Args:
+            inputs: as for `call` (source and target ids, optional masks).
+
+        Returns:
+            A dict of lists, one tensor per block: `"encoder"` `(B, N, S,
+            S)`, `"decoder"` (causal self-attention) `(B, N, T, T)` and
+            `"cross_attention"` `(B, N, T, S)`.
+        """
+        return seq2seq_attention_scores(self, inputs)
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, dict):

@@ -6,6 +6,7 @@ from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
 from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
+from keras_attn.models._attention_maps import lm_attention_scores
 from keras_attn.models._decoding import check_model_sizes
 from keras_attn.models._decoding import empty_scores
 from keras_attn.models._decoding import generate
@@ -252,6 +253,17 @@ class TransformerLM(GenerateMixin, keras.Model):
             else:
                 x = block(x, training=training)
         return self.final_norm(x), scores
+
+    def attention_scores(self, token_ids):
+        """The self-attention weights of every block, in inference mode.
+
+        Args:
+            token_ids: `(B, T)` integer tensor.
+
+        Returns:
+            A list of `num_layers` tensors `(B, num_heads, T, T)`.
+        """
+        return lm_attention_scores(self, token_ids)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.vocabulary_size,)

@@ -26,8 +26,13 @@ from keras_attn.ops.rope import grid_positions
 from keras_attn.ops.rope import rope_attention_factor
 from keras_attn.ops.rope import rope_cos_sin
 from keras_attn.ops.rope import rope_inverse_frequencies
+from keras_attn.ops.score_mods import AlibiScoreMod
+from keras_attn.ops.score_mods import ScoreMod
+from keras_attn.ops.score_mods import relative_position_score_mod
 
 __all__ = [
+    "AlibiScoreMod",
+    "ScoreMod",
     "alibi_bias",
     "alibi_slopes",
     "apply_rotary",
@@ -40,6 +45,7 @@ __all__ = [
     "grid_positions",
     "masked_softmax",
     "relative_position_buckets",
+    "relative_position_score_mod",
     "rope_attention_factor",
     "rope_cos_sin",
     "rope_inverse_frequencies",

@@ -5,6 +5,13 @@ normaliser per query), queries in blocks too, so only `(block_q, block_k)`
 weights exist at any time: O(T*S) time, O(T + S) extra memory. Blocks that
 a causal mask hides entirely are never computed. On PyTorch, whose native
 kernel already streams over the keys, only the queries are blocked.
+
+Score modifiers run block by block: `score_mod` and the soft cap on each
+`(block_q, block_k)` block of logits with that block's indices, and the
+attention sinks as the starting state of the online softmax (a running max
+equal to the sink and a normaliser of 1: a key of value zero seen first).
+On PyTorch a `score_mod` or soft cap takes the key-block loop too, as its
+kernel has neither.
 """
 
 import keras
@@ -17,6 +24,7 @@ from keras_attn.ops.attention_reference import group_heads
 from keras_attn.ops.masked_softmax import MASKED_LOGIT
 from keras_attn.ops.masks import causal_mask
 from keras_attn.ops.masks import combine_masks
+from keras_attn.ops.score_mods import modify_scores
 
 
 def _group_mask_heads(x, num_kv_heads):
@@ -27,7 +35,19 @@ def _group_mask_heads(x, num_kv_heads):
     return ops.reshape(x, (-1, num_kv_heads, n // num_kv_heads, t, s))
 
 
-def chunked_attention(query, key, value, mask, bias, is_causal, scale, chunk):
+def chunked_attention(
+    query,
+    key,
+    value,
+    mask,
+    bias,
+    is_causal,
+    scale,
+    chunk,
+    score_mod=None,
+    logit_soft_cap=None,
+    sinks=None,
+):
     q_len, num_heads = static_shape(query)[1:3]
     k_len, num_kv_heads = static_shape(key)[1:3]
     if None in (q_len, k_len):
@@ -35,9 +55,10 @@ def chunked_attention(query, key, value, mask, bias, is_causal, scale, chunk):
             "implementation='chunked' needs static sequence lengths. Received: "
             f"query.shape={query.shape}, key.shape={key.shape}"
         )
-    if keras.backend.backend() == "torch":
+    modifies = score_mod is not None or logit_soft_cap is not None
+    if keras.backend.backend() == "torch" and not modifies:
         return _chunked_torch(
-            query, key, value, mask, bias, is_causal, scale, chunk
+            query, key, value, mask, bias, is_causal, scale, chunk, sinks
         )
     value_dim = value.shape[-1]
     out_dtype = query.dtype
@@ -70,6 +91,12 @@ def chunked_attention(query, key, value, mask, bias, is_causal, scale, chunk):
     query = group_heads(ops.cast(query, "float32") * scale, num_kv_heads)
     query = ops.transpose(query, (0, 2, 3, 1, 4))
     offset = k_len - q_len  # causal: query i sits at key position i + offset
+    if sinks is not None:
+        # (N,) -> (1, K, G, 1): the starting running max of every row.
+        sinks = ops.reshape(
+            ops.cast(sinks, "float32"),
+            (1, num_kv_heads, num_heads // num_kv_heads, 1),
+        )
     outputs = []
     for q_start in range(0, q_len, chunk):
         q_stop = min(q_start + chunk, q_len)
@@ -88,6 +115,8 @@ def chunked_attention(query, key, value, mask, bias, is_causal, scale, chunk):
             k_len,
             chunk,
             num_blocks,
+            (score_mod, logit_soft_cap, q_start) if modifies else None,
+            sinks,
         )
         outputs.append(block)
     # (B, K, G, T, Hv) -> (B, T, K, G, Hv) -> (B, T, N, Hv)
@@ -97,7 +126,9 @@ def chunked_attention(query, key, value, mask, bias, is_causal, scale, chunk):
     return ops.cast(output, out_dtype)
 
 
-def _chunked_torch(query, key, value, mask, bias, is_causal, scale, chunk):
+def _chunked_torch(
+    query, key, value, mask, bias, is_causal, scale, chunk, sinks
+):
     """The chunked path on PyTorch: query blocks through the fused kernel.
 
     PyTorch's `scaled_dot_product_attention` already streams over the keys
@@ -138,6 +169,7 @@ def _chunked_torch(query, key, value, mask, bias, is_causal, scale, chunk):
                 block_bias,
                 False,
                 scale,
+                sinks,
             )
         )
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, 1)
@@ -159,7 +191,17 @@ def _slice_rows(x, start, stop):
 
 
 def _attend_query_block(
-    query, key, value, mask, bias, causal_start, k_len, chunk, num_blocks
+    query,
+    key,
+    value,
+    mask,
+    bias,
+    causal_start,
+    k_len,
+    chunk,
+    num_blocks,
+    mods=None,
+    sinks=None,
 ):
     """Online softmax of one query block over `num_blocks` key blocks.
 
@@ -168,6 +210,9 @@ def _attend_query_block(
         key, value: `(B, K, S_pad, H|Hv)`.
         mask, bias: `(b, K|1, G|1, t|1, S_pad|1)` or None.
         causal_start: key position of the block's first query when causal.
+        mods: `(score_mod, logit_soft_cap, q_start)` or None, the score
+            modifiers and the query index of the block's first row.
+        sinks: `(1, K, G, 1)` float32 sink logits or None.
 
     Returns:
         `(B, K, G, t, Hv)`.
@@ -206,6 +251,18 @@ def _attend_query_block(
         logits = ops.matmul(query, key_block)
         if bias is not None:
             logits = logits + _slice_keys(bias, start, chunk)
+        if mods is not None:
+            # (B, K, G, t, c) -> (B, N, t, c): the modifiers see query heads.
+            score_mod, soft_cap, q_start = mods
+            logits = modify_scores(
+                ops.reshape(logits, (-1, num_kv_heads * groups, t, chunk)),
+                score_mod,
+                soft_cap,
+                q_start,
+                start,
+                k_len,
+            )
+            logits = ops.reshape(logits, (-1, num_kv_heads, groups, t, chunk))
         valid = None if mask is None else _slice_keys(mask, start, chunk)
         if edge:
             # (1, c): this block's key positions; padding is never valid.
@@ -235,9 +292,15 @@ def _attend_query_block(
     # Carried state per query: running max and normaliser (B, K, G, t), and
     # the unnormalised output (B, K, G, t, Hv).
     stats_shape = (batch, num_kv_heads, groups, t)
+    running_max = ops.full(stats_shape, MASKED_LOGIT, "float32")
+    normaliser = ops.zeros(stats_shape, "float32")
+    if sinks is not None:
+        # The sink as a key seen first: max = sink, exp(sink - max) = 1.
+        running_max = ops.broadcast_to(sinks, stats_shape)
+        normaliser = ops.ones(stats_shape, "float32")
     carry = (
-        ops.full(stats_shape, MASKED_LOGIT, "float32"),
-        ops.zeros(stats_shape, "float32"),
+        running_max,
+        normaliser,
         ops.zeros((*stats_shape, value_dim), "float32"),
     )
     if num_whole > 0:

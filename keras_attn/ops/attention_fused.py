@@ -4,7 +4,10 @@
 `scaled_dot_product_attention`, cuDNN or XLA on JAX, with the conventions
 of `keras_attn.ops.scaled_dot_product_attention` layered on top: the
 end-aligned causal mask, zeros for fully masked rows, a mask and a bias
-together, `Hv != H` and multi-query heads on every backend.
+together, `Hv != H` and multi-query heads on every backend. Attention
+sinks run in the kernel too, as one extra key (see `_prepend_sink`); the
+backend kernels have no soft cap nor score hook, and
+`scaled_dot_product_attention` takes another path for those.
 """
 
 import keras
@@ -22,10 +25,13 @@ def to_rank4(x):
     return x
 
 
-def fused_attention(query, key, value, mask, bias, is_causal, scale):
+def fused_attention(
+    query, key, value, mask, bias, is_causal, scale, sinks=None
+):
     q_len, k_len = static_shape(query)[1], static_shape(key)[1]
     same_length = q_len is not None and q_len == k_len
-    if is_causal and (mask is not None or bias is not None or not same_length):
+    explicit = mask is not None or bias is not None or sinks is not None
+    if is_causal and (explicit or not same_length):
         # Backends align the causal mask to the start; ours ends at the last
         # key, so give it explicitly unless the two agree (T == S). With a
         # mask it is folded in too, so that rows left with no key are seen;
@@ -41,13 +47,17 @@ def fused_attention(query, key, value, mask, bias, is_causal, scale):
         # zero their output below.
         row_has_key = ops.any(mask, axis=-1, keepdims=True)
         mask = ops.logical_or(mask, ops.logical_not(row_has_key))
-        if bias is not None:
-            # Backends take a mask or a bias, not both: fold the mask in.
-            bias = ops.cast(bias, query.dtype) + ops.cast(
-                ops.where(mask, 0.0, _fused_masked_logit(query.dtype)),
-                query.dtype,
-            )
-            mask = None
+    if sinks is not None:
+        key, value, mask, bias = _prepend_sink(
+            query, key, value, mask, bias, sinks
+        )
+    if mask is not None and bias is not None:
+        # Backends take a mask or a bias, not both: fold the mask in.
+        bias = ops.cast(bias, query.dtype) + ops.cast(
+            ops.where(mask, 0.0, _fused_masked_logit(query.dtype)),
+            query.dtype,
+        )
+        mask = None
     head_dim, value_dim = query.shape[-1], value.shape[-1]
     if keras.backend.backend() == "jax" and value_dim != head_dim:
         # jax.nn.dot_product_attention wants Hv == H. Zero-padding the
@@ -77,6 +87,46 @@ def fused_attention(query, key, value, mask, bias, is_causal, scale):
         row_has_key = ops.transpose(row_has_key, (0, 2, 1, 3))
         output = ops.where(row_has_key, output, ops.zeros_like(output))
     return output
+
+
+def _prepend_sink(query, key, value, mask, bias, sinks):
+    """Attention sinks as one more key, for a kernel that has none.
+
+    A sink is a logit per head with no value. Prepending a key of zeros
+    (logit 0 for every query) with a value of zeros, and adding the sink
+    to its column through the bias, gives the kernel exactly that softmax:
+    the extra column takes its share of the mass and contributes nothing.
+    The mask (rank 4, causal already folded in) gets a column that is always
+    True in front, so the end-aligned positions of the real keys are kept.
+
+    Returns:
+        `(key, value, mask, bias)` with `S + 1` keys; the bias
+        `(b|1, N, t|1, S + 1)` holds the sinks in column 0.
+    """
+    k_len = ops.shape(key)[1]
+    num_heads = query.shape[2]
+    # (B, 1 + S, K, H) and (B, 1 + S, K, Hv)
+    key = ops.concatenate([ops.zeros_like(key[:, :1]), key], axis=1)
+    value = ops.concatenate([ops.zeros_like(value[:, :1]), value], axis=1)
+    # (1, N, 1, 1) sinks; the bias over the real keys, heads made explicit.
+    sink = ops.reshape(ops.cast(sinks, query.dtype), (1, num_heads, 1, 1))
+    if bias is None:
+        bias = ops.zeros((1, num_heads, 1, k_len), query.dtype)
+    bias = to_rank4(ops.cast(bias, query.dtype))
+    bias_shape = ops.shape(bias)
+    rows = (bias_shape[0], num_heads, bias_shape[2])
+    bias = ops.concatenate(
+        [
+            ops.broadcast_to(sink, (*rows, 1)),
+            ops.broadcast_to(bias, (*rows, k_len)),
+        ],
+        axis=-1,
+    )
+    if mask is not None:
+        mask_shape = ops.shape(mask)
+        mask = ops.broadcast_to(mask, (*mask_shape[:3], k_len))
+        mask = ops.concatenate([ops.ones_like(mask[..., :1]), mask], axis=-1)
+    return key, value, mask, bias
 
 
 def _pad_last(x, width):

@@ -1,8 +1,8 @@
 """The reference attention: einsum, masked softmax in float32, einsum.
 
 It supports every feature of `scaled_dot_product_attention` (dropout,
-returning the weights) and is the definition the other implementations are
-tested against.
+returning the weights, score modifiers) and is the definition the other
+implementations are tested against.
 """
 
 import keras
@@ -11,6 +11,7 @@ from keras import ops
 from keras_attn.ops.masked_softmax import masked_softmax
 from keras_attn.ops.masks import causal_mask
 from keras_attn.ops.masks import combine_masks
+from keras_attn.ops.score_mods import modify_scores
 
 
 def group_heads(query, num_kv_heads):
@@ -32,6 +33,9 @@ def reference_attention(
     dropout_rate,
     seed,
     return_weights,
+    score_mod=None,
+    logit_soft_cap=None,
+    sinks=None,
 ):
     num_heads, num_kv_heads = query.shape[2], key.shape[2]
     q_len, k_len = ops.shape(query)[1], ops.shape(key)[1]
@@ -46,10 +50,14 @@ def reference_attention(
     logits = ops.cast(logits, "float32")
     if bias is not None:
         logits = logits + ops.cast(bias, "float32")
+    logits = modify_scores(logits, score_mod, logit_soft_cap, 0, 0, k_len)
     if is_causal:
         mask = combine_masks(mask, causal_mask(q_len, k_len))
+    if sinks is not None:
+        # (N,) -> (1, N, 1, 1): one sink logit per head and row.
+        sinks = ops.reshape(ops.cast(sinks, "float32"), (1, -1, 1, 1))
     # A query row with no key left gets weights of zeros.
-    weights = ops.cast(masked_softmax(logits, mask), value.dtype)
+    weights = ops.cast(masked_softmax(logits, mask, sinks=sinks), value.dtype)
     attended = weights
     if dropout_rate > 0:
         attended = keras.random.dropout(weights, dropout_rate, seed=seed)

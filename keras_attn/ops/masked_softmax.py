@@ -11,7 +11,7 @@ from keras_attn import _validation
 MASKED_LOGIT = -1e30
 
 
-def masked_softmax(logits, mask=None, axis=-1):
+def masked_softmax(logits, mask=None, axis=-1, sinks=None):
     """Softmax over the positions `mask` allows; a fully masked row is zero.
 
     The softmax runs in float32 whatever the dtype of `logits` (float16
@@ -27,10 +27,16 @@ def masked_softmax(logits, mask=None, axis=-1):
         mask: optional boolean tensor (or 0/1 numeric, nonzero = kept) that
             broadcasts to the shape of `logits`; False excludes a position.
         axis: int, the axis the softmax normalises over.
+        sinks: optional float tensor that broadcasts to the shape of
+            `logits` with size 1 along `axis`: one extra logit per row (an
+            attention sink) that takes part in the normalisation but has no
+            position, so the row sums to less than 1. A fully masked row
+            gives all its mass to the sink: zeros, as without sinks.
 
     Returns:
         A tensor of the shape and dtype of `logits`, each row along `axis`
-        summing to 1, or to 0 where the whole row is masked.
+        summing to 1 (less with `sinks`), or to 0 where the whole row is
+        masked.
 
     Example:
 
@@ -58,16 +64,27 @@ def masked_softmax(logits, mask=None, axis=-1):
             _validation.static_shape(logits),
             "the shape of `logits`",
         )
+    if sinks is not None and not isinstance(sinks, keras.KerasTensor):
+        sinks = ops.convert_to_tensor(sinks)
     dtype = logits.dtype
     logits = ops.cast(logits, "float32")
-    if mask is None:
+    if mask is None and sinks is None:
         return ops.cast(ops.softmax(logits, axis=axis), dtype)
-    mask = ops.cast(mask, "bool")
-    logits = ops.where(mask, logits, MASKED_LOGIT)
+    if mask is not None:
+        mask = ops.cast(mask, "bool")
+        logits = ops.where(mask, logits, MASKED_LOGIT)
     row_max = ops.max(logits, axis=axis, keepdims=True)
-    # Masked positions are zeroed here rather than left to underflow: in a
-    # fully masked row they equal the row's max and exp() gives 1.
-    exp = ops.where(mask, ops.exp(logits - row_max), 0.0)
+    if sinks is not None:
+        sinks = ops.cast(sinks, "float32")
+        row_max = ops.maximum(row_max, sinks)
+    exp = ops.exp(logits - row_max)
+    if mask is not None:
+        # Masked positions are zeroed here rather than left to underflow: in
+        # a fully masked row they equal the row's max and exp() gives 1.
+        exp = ops.where(mask, exp, 0.0)
     total = ops.sum(exp, axis=axis, keepdims=True)
+    if sinks is not None:
+        # The sink's share of the mass: it has no value, it only dilutes.
+        total = total + ops.exp(sinks - row_max)
     weights = exp / ops.where(total > 0, total, 1.0)
     return ops.cast(weights, dtype)

@@ -19,8 +19,25 @@ def allowed(batch, heads, q_len, k_len, mask=None, is_causal=False):
     return ok
 
 
-def attention(q, k, v, mask=None, bias=None, is_causal=False, scale=None):
-    """Returns `(output (B, T, N, Hv), weights (B, N, T, S))` in float64."""
+def attention(
+    q,
+    k,
+    v,
+    mask=None,
+    bias=None,
+    is_causal=False,
+    scale=None,
+    soft_cap=None,
+    sinks=None,
+    score_mod=None,
+):
+    """Returns `(output (B, T, N, Hv), weights (B, N, T, S))` in float64.
+
+    `score_mod(logits, b, n, i, j)` gets NumPy index grids `(B, 1, 1, 1)`,
+    `(1, N, 1, 1)`, `(1, 1, T, 1)`, `(1, 1, 1, S)`; then `soft_cap` caps
+    the logits, `sinks` `(N,)` adds one value-less logit per head to each
+    row's normaliser.
+    """
     q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
     batch, q_len, heads, head_dim = q.shape
     k_len, kv_heads = k.shape[1], k.shape[2]
@@ -32,12 +49,27 @@ def attention(q, k, v, mask=None, bias=None, is_causal=False, scale=None):
     logits = np.einsum("btnh,bsnh->bnts", q, k) * scale
     if bias is not None:
         logits = logits + np.asarray(bias, np.float64)
+    if score_mod is not None:
+        logits = score_mod(
+            logits,
+            np.arange(batch).reshape(-1, 1, 1, 1),
+            np.arange(heads).reshape(1, -1, 1, 1),
+            np.arange(q_len).reshape(1, 1, -1, 1),
+            np.arange(k_len).reshape(1, 1, 1, -1),
+        )
+    if soft_cap is not None:
+        logits = soft_cap * np.tanh(logits / soft_cap)
     ok = allowed(batch, heads, q_len, k_len, mask, is_causal)
     logits = np.where(ok, logits, -np.inf)
     row_max = logits.max(-1, keepdims=True)
+    if sinks is not None:
+        sink = np.asarray(sinks, np.float64).reshape(1, -1, 1, 1)
+        row_max = np.maximum(row_max, sink)
     row_max = np.where(np.isfinite(row_max), row_max, 0.0)
     e = np.where(ok, np.exp(logits - row_max), 0.0)
     total = e.sum(-1, keepdims=True)
+    if sinks is not None:
+        total = total + np.exp(sink - row_max)
     weights = np.where(total > 0, e / np.where(total > 0, total, 1.0), 0.0)
     out = np.einsum("bnts,bsnh->btnh", weights, v)
     return out, weights

@@ -182,7 +182,36 @@ class MultiHeadAttentionBase(keras.layers.Layer):
                 (*query_shape[:-1], num_heads, self._key_dim)
             )
             self._key_norm.build((*key_shape[:-1], num_kv, self._key_dim))
+        if self._score_mods[1]:
+            # (N,) learned sink logits, in a sublayer so that they come
+            # after Keras' variables (a layer's own variables come first).
+            self._attention_sinks = _AttentionSinks(
+                num_heads, dtype=self.dtype_policy, name="attention_sinks"
+            )
+            self._attention_sinks.build()
         self.built = True
+
+    @property
+    def sinks(self):
+        """The `(num_heads,)` sink logits (`use_attention_sinks`) or None."""
+        sinks = getattr(self, "_attention_sinks", None)
+        return None if sinks is None else sinks.sinks
+
+    def _score_mod_kwargs(self):
+        """The score modifiers for `scaled_dot_product_attention`."""
+        logit_soft_cap, use_sinks, score_mod = self._score_mods
+        if score_mod is not None:
+            # Rows are positions: shifted by the cache index when decoding.
+            start, mod = getattr(self, "_query_start", 0), score_mod
+
+            def score_mod(scores, batch, head, q_idx, kv_idx):
+                return mod(scores, batch, head, q_idx + start, kv_idx)
+
+        return {
+            "logit_soft_cap": logit_soft_cap,
+            "sinks": self.sinks if use_sinks else None,
+            "score_mod": score_mod,
+        }
 
     def _project_key(self, key, start_index):
         # (B, S, K, H), normalised and rotated before it enters the cache.
@@ -345,9 +374,35 @@ class MultiHeadAttentionBase(keras.layers.Layer):
                 ),
                 "use_qk_norm": self._use_qk_norm,
                 "implementation": self._implementation,
+                "logit_soft_cap": self._score_mods[0],
+                "use_attention_sinks": self._score_mods[1],
+                "score_mod": (
+                    None
+                    if self._score_mods[2] is None
+                    else keras.saving.serialize_keras_object(
+                        self._score_mods[2]
+                    )
+                ),
             }
         )
         return config
+
+
+class _AttentionSinks(keras.layers.Layer):
+    """Holds the learned sink logits `(num_heads,)`, zeros at first."""
+
+    def __init__(self, num_heads, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+
+    def build(self, input_shape=None):
+        self.sinks = self.add_weight(
+            name="sinks", shape=(self.num_heads,), initializer="zeros"
+        )
+        self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads}
 
 
 def deserialize_rotary(config):

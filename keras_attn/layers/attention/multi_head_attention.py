@@ -13,6 +13,7 @@ from keras import ops
 
 from keras_attn import _validation
 from keras_attn._validation_attention import check_attention_call
+from keras_attn._validation_attention import check_layer_score_mods
 from keras_attn.layers.attention._kv_cache import write_kv_cache
 from keras_attn.layers.attention._multi_head_attention_base import (
     MultiHeadAttentionBase,
@@ -41,8 +42,11 @@ class MultiHeadAttention(MultiHeadAttentionBase):
     (`num_key_value_heads`), rotary position embeddings applied to queries
     and keys (`rotary_embedding`), RMS normalisation of queries and keys
     (`use_qk_norm`), an additive `attention_bias` (ALiBi, relative position
-    bias), and a key/value cache for autoregressive decoding with the
-    semantics of `keras_hub.layers.CachedMultiHeadAttention`. The attention
+    bias), score modifiers (`logit_soft_cap`, learned attention sinks with
+    `use_attention_sinks`, a `score_mod` hook), and a key/value cache for
+    autoregressive decoding with the semantics of
+    `keras_hub.layers.CachedMultiHeadAttention` (attention scores included,
+    which keras-hub's layer does not return with a cache). The attention
     itself runs in `keras_attn.ops.scaled_dot_product_attention`: dropout in
     training or returned scores take its reference path, and everything else
     (including inference with `dropout > 0`) its fastest eligible path.
@@ -101,6 +105,20 @@ class MultiHeadAttention(MultiHeadAttentionBase):
             learned scale) before the rotary embedding and the dot product.
         implementation: one of `"auto"`, `"reference"`, `"fused"`,
             `"chunked"`, passed to `scaled_dot_product_attention`.
+        logit_soft_cap: positive float or None, Gemma-style soft-capping
+            of the logits, `cap * tanh(logits / cap)`.
+        use_attention_sinks: bool, learn one sink logit per head (the
+            variable `sinks`, zeros at first, created after Keras'
+            variables) that takes softmax mass without a value, as in
+            gpt-oss.
+        score_mod: None or a `keras_attn.ops.ScoreMod` (a registered,
+            serializable object, such as `keras_attn.ops.AlibiScoreMod`),
+            or its config dict: `score_mod(scores, batch, head, q_idx,
+            kv_idx)` modifies the logits (see
+            `keras_attn.ops.scaled_dot_product_attention`); with a cache,
+            `q_idx` is the query's position in the cache. A plain function
+            works too; register it to save the layer (a lambda does not
+            load in safe mode).
         **kwargs: other arguments of `keras.layers.Layer` (`name`, `dtype`).
 
     Call arguments:
@@ -197,6 +215,9 @@ class MultiHeadAttention(MultiHeadAttentionBase):
         rotary_embedding=None,
         use_qk_norm=False,
         implementation="auto",
+        logit_soft_cap=None,
+        use_attention_sinks=False,
+        score_mod=None,
         **kwargs,
     ):
         check = _validation.check_positive_int
@@ -261,6 +282,9 @@ class MultiHeadAttention(MultiHeadAttentionBase):
         self._rotary_embedding = rotary_embedding
         self._use_qk_norm = use_qk_norm
         self._implementation = implementation
+        self._score_mods = check_layer_score_mods(
+            logit_soft_cap, use_attention_sinks, score_mod
+        )
 
     # ------------------------------------------------------------------
     # Call
@@ -343,6 +367,7 @@ class MultiHeadAttention(MultiHeadAttentionBase):
             causal_flag=type(self)._compute_attention
             is MultiHeadAttention._compute_attention,
         )
+        self._query_start = start_index  # `q_idx` of a `score_mod`
         # Keras passes `use_causal_mask` (and we `attention_bias`) only when
         # set, so that overrides with Keras' older signature keep working.
         extra = {"use_causal_mask": True} if is_causal else {}
@@ -357,6 +382,7 @@ class MultiHeadAttention(MultiHeadAttentionBase):
             return_attention_scores,
             **extra,
         )
+        self._query_start = 0
         if gate is not None:
             attention_output = attention_output * gate
         # (B, T, E)
@@ -455,5 +481,6 @@ class MultiHeadAttention(MultiHeadAttentionBase):
             training=use_dropout,
             return_weights=weights,
             implementation=self._attention_implementation,
+            **self._score_mod_kwargs(),
         )
         return result if weights else (result, None)

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_attn.ops import positions as position_ops
+from keras_attn.ops.score_mods import relative_position_score_mod
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -136,6 +137,29 @@ class RelativePositionBias(keras.layers.Layer):
         bias = ops.take(table, buckets, axis=0)  # (T, S, N)
         bias = ops.transpose(bias, (2, 0, 1))[None]  # (1, N, T, S)
         return ops.cast(bias, self.compute_dtype)
+
+    def score_mod(self):
+        """This layer's bias as a score modifier for the attention op.
+
+        Returns `keras_attn.ops.relative_position_score_mod` over this
+        layer's table: a function `(scores, batch, head, q_idx, kv_idx)`
+        that adds the bias of `compute_bias`, for
+        `scaled_dot_product_attention(..., score_mod=...)`, whose chunked
+        path then never builds the `(N, T, S)` bias. `q_idx` and `kv_idx`
+        are positions (shift `q_idx` by the start index of a decoding
+        step).
+
+        Returns:
+            A function `(scores, batch, head, q_idx, kv_idx) -> scores`.
+        """
+        if not self.built:
+            self.build(None)
+        return relative_position_score_mod(
+            self.relative_attention_bias,
+            bidirectional=self.bidirectional,
+            num_buckets=self.num_buckets,
+            max_distance=self.max_distance,
+        )
 
     def call(self, query, key=None, start_index=0):
         for name, tensor in (("query", query), ("key", key)):

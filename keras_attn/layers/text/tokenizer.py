@@ -134,9 +134,7 @@ class Tokenizer(keras.layers.Layer):
         tokens = [str(token) for token in tokens]
         seen = set()
         for token in tokens:
-            if token == "" or (
-                self.unit == "character" and len(token) != 1
-            ):
+            if token == "" or (self.unit == "character" and len(token) != 1):
                 what = "one character" if self.unit == "character" else "a"
                 raise ValueError(
                     f"Each token of `vocabulary` must be {what} non-empty "
@@ -323,9 +321,7 @@ class Tokenizer(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "vocabulary": self.get_vocabulary(
-                    include_special_tokens=False
-                ),
+                "vocabulary": self.get_vocabulary(include_special_tokens=False),
                 "unit": self.unit,
                 "lowercase": self.lowercase,
                 "max_vocabulary_size": self.max_vocabulary_size,

@@ -88,10 +88,13 @@ class TransformerDecoder(TransformerBlock):
         use_causal_mask: bool, position `i` attends only positions `<= i`.
             Defaults to `True`.
         training: bool, whether dropout is active.
-        return_attention_scores: bool, also return the attention weights
-            `(B, N, T, S)`: of the cross-attention when the block has one,
-            else of the self-attention (`S` = the cache length with a
-            cache). Defaults to `False`.
+        return_attention_scores: bool or `"all"`. True: also return the
+            attention weights `(B, N, T, S)`, of the cross-attention when
+            the block has one, else of the self-attention (`S` = the cache
+            length with a cache, whose unwritten positions get 0). `"all"`:
+            a dict of both, `{"self_attention": ..., "cross_attention":
+            ...}` (the second only with cross-attention). Defaults to
+            `False`.
         mask, decoder_sequence_mask, encoder_sequence_mask: the Keras masks
             of the sequences, filled in by Keras (`mask` when
             `decoder_sequence` is the only tensor argument); they stand in
@@ -311,6 +314,11 @@ class TransformerDecoder(TransformerBlock):
             cross_attention_cache,
         )
         has_cache = self_attention_cache is not None
+        has_cross = self._cross_attention_layer is not None
+        # Which sublayers return scores: the last one, or both with "all".
+        want_all = _check_scores_flag(return_attention_scores)
+        want_self = bool(return_attention_scores) and not has_cross
+        want_self = want_self or want_all
         # (B, 1 | T, S) boolean or None; the causal mask is added by the
         # attention layer (aligned to the cache index with a cache).
         self_mask = merge_masks(
@@ -334,7 +342,7 @@ class TransformerDecoder(TransformerBlock):
             self._self_attention_dropout,
             decoder_sequence,
             has_cache,
-            return_attention_scores,
+            want_self,
             training,
             attention_mask=self_mask,
             use_causal_mask=use_causal_mask,
@@ -343,32 +351,37 @@ class TransformerDecoder(TransformerBlock):
             cache_update_index=self_attention_cache_update_index,
         )
 
+        scores = {"self_attention": scores} if want_all else scores
         # Cross-attention block.
-        if self._cross_attention_layer is not None:
+        if has_cross:
             cross_mask = merge_masks(
                 encoder_padding_mask,
                 encoder_attention_mask,
                 encoder_sequence_mask,
             )
-            x, scores, cross_attention_cache = self._attention_block(
+            x, cross_scores, cross_attention_cache = self._attention_block(
                 self._cross_attention_layer,
                 self._cross_attention_layer_norm,
                 self._cross_attention_dropout,
                 x,
                 cross_attention_cache is not None,
-                return_attention_scores,
+                bool(return_attention_scores),
                 training,
                 value=encoder_sequence,
                 attention_mask=cross_mask,
                 cache=cross_attention_cache,
                 cache_update_index=cross_attention_cache_update_index,
             )
+            if want_all:
+                scores["cross_attention"] = cross_scores
+            else:
+                scores = cross_scores
 
         x = self._feedforward_block(x, training)
         outputs = (x, scores) if return_attention_scores else (x,)
         if has_cache:
             outputs += (self_attention_cache,)
-            if self._cross_attention_layer is not None:
+            if has_cross:
                 outputs += (cross_attention_cache,)
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -418,22 +431,23 @@ class TransformerDecoder(TransformerBlock):
             keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype),
         )
         if return_attention_scores:
+            # (B, N, T, S): S the encoder's or the decoder's (cache) length.
+            def spec(keys, cache):
+                length = keys.shape[1] if cache is None else cache.shape[2]
+                shape = decoder_sequence.shape[:2]
+                shape = (shape[0], self.num_heads, shape[1], length)
+                return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+            scores = {
+                "self_attention": spec(decoder_sequence, self_attention_cache)
+            }
             if self._cross_attention_layer is not None:
-                keys, axis = encoder_sequence, 1
-                if cross_attention_cache is not None:
-                    keys, axis = cross_attention_cache, 2
-            else:
-                keys, axis = decoder_sequence, 1
-                if self_attention_cache is not None:
-                    keys, axis = self_attention_cache, 2
-            # (B, N, T, S)
-            shape = (
-                decoder_sequence.shape[0],
-                self.num_heads,
-                decoder_sequence.shape[1],
-                keys.shape[axis],
-            )
-            outputs += (keras.KerasTensor(shape, dtype=self.compute_dtype),)
+                scores["cross_attention"] = spec(
+                    encoder_sequence, cross_attention_cache
+                )
+            if return_attention_scores != "all":
+                scores = list(scores.values())[-1]
+            outputs += (scores,)
         if self_attention_cache is not None:
             outputs += (
                 keras.KerasTensor(
@@ -449,6 +463,20 @@ class TransformerDecoder(TransformerBlock):
                 ),
             )
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _check_scores_flag(value):
+    """Whether `return_attention_scores` asks for all the scores."""
+    if not (isinstance(value, str) and value == "all") and value not in (
+        None,
+        True,
+        False,
+    ):
+        raise ValueError(
+            "`return_attention_scores` must be a bool or 'all'. Received: "
+            f"return_attention_scores={value!r}"
+        )
+    return value == "all"
 
 
 def _unpack(outputs, with_scores, with_cache):
