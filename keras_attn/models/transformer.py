@@ -339,20 +339,16 @@ class Transformer(GenerateMixin, keras.Model):
         if self.dropout > 0:
             x = self.embedding_dropout(x, training=training)
         for i, block in enumerate(self.decoder_blocks):
+            last = with_scores and i == len(self.decoder_blocks) - 1
             outputs = block(
                 x,
                 memory,
                 decoder_padding_mask=padding_mask,
                 encoder_padding_mask=memory_mask,
                 training=training,
-                return_attention_scores=(
-                    with_scores and i == len(self.decoder_blocks) - 1
-                ),
+                return_attention_scores=last,
             )
-            if with_scores and i == len(self.decoder_blocks) - 1:
-                x, scores = outputs
-            else:
-                x = outputs
+            x, scores = outputs if last else (outputs, scores)
         return self._final(x), scores
 
     def attention_scores(self, inputs):
@@ -369,11 +365,8 @@ class Transformer(GenerateMixin, keras.Model):
         return seq2seq_attention_scores(self, inputs)
 
     def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, dict):
-            target_shape = input_shape[_KEYS[1]]
-        else:
-            target_shape = input_shape[1]
-        return tuple(target_shape) + (self.vocabulary_size,)
+        key = _KEYS[1] if isinstance(input_shape, dict) else 1
+        return tuple(input_shape[key]) + (self.vocabulary_size,)
 
     # -- cached decoding ------------------------------------------------------
 
@@ -449,10 +442,8 @@ class Transformer(GenerateMixin, keras.Model):
                 cross_attention_cache_update_index=cross_cache_update_index,
                 return_attention_scores=last,
             )
-            if last:
-                x, scores, s_cache, c_cache = outputs
-            else:
-                x, s_cache, c_cache = outputs
+            x, s_cache, c_cache = outputs[:1] + outputs[-2:]
+            scores = outputs[1] if last else scores
             new_self.append(s_cache)
             new_cross.append(c_cache)
         return self._final(x), tuple(new_self), tuple(new_cross), scores
@@ -494,19 +485,11 @@ class Transformer(GenerateMixin, keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "vocabulary_size": self.vocabulary_size,
-                "max_sequence_length": self.max_sequence_length,
-                "num_layers": self.num_layers,
-                "num_heads": self.num_heads,
-                "hidden_dim": self.hidden_dim,
-                "intermediate_dim": self.intermediate_dim,
-                "dropout": self.dropout,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "normalize_first": self.normalize_first,
-                "tie_weights": self.tie_weights,
-                "padding_token": self.padding_token,
-            }
-        )
+        names = (
+            "vocabulary_size", "max_sequence_length", "num_layers",
+            "num_heads", "hidden_dim", "intermediate_dim", "dropout",
+            "layer_norm_epsilon", "normalize_first", "tie_weights",
+            "padding_token",
+        )  # fmt: skip
+        config.update({name: getattr(self, name) for name in names})
         return config
