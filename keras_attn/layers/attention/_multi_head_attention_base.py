@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from keras_attn import _validation
+from keras_attn._adapters import AdapterMixin
 from keras_attn.ops.masks import attention_mask_from
 from keras_attn.ops.masks import cache_mask_from_step
 
@@ -37,7 +38,7 @@ def _shape(x):
     return tuple(x.shape)
 
 
-class MultiHeadAttentionBase(keras.layers.Layer):
+class MultiHeadAttentionBase(AdapterMixin, keras.layers.Layer):
     """The sublayers of `MultiHeadAttention`: build, shapes and config.
 
     Private base: `MultiHeadAttention.__init__` stores the arguments read
@@ -182,6 +183,7 @@ class MultiHeadAttentionBase(keras.layers.Layer):
                 (*query_shape[:-1], num_heads, self._key_dim)
             )
             self._key_norm.build((*key_shape[:-1], num_kv, self._key_dim))
+        self._restore_lora()
         self.built = True
 
     def _project_key(self, key, start_index):
