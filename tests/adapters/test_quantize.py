@@ -17,7 +17,7 @@ from tests.adapters._cases import predict
 
 # The tolerances documented on the docs page: the largest output error
 # relative to the largest float output. int8 (per-channel absmax weights
-# and inputs) measured <= 0.03 on these models on all three backends;
+# and inputs) measured <= 0.035 on these models on all three backends;
 # float8 (e4m3, 3 mantissa bits) <= 0.13.
 TOLERANCE = {"int8": 0.05, "float8": 0.2}
 
