@@ -71,9 +71,10 @@ ARGS = parse_args()
 if ARGS.devices:
     # Before JAX is imported: the host (CPU) platform gets this many
     # devices. Accelerator platforms ignore the flag.
+    # First: XLA stops reading at a malformed flag of an inherited value.
     os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + f" --xla_force_host_platform_device_count={ARGS.devices}"
+        f"--xla_force_host_platform_device_count={ARGS.devices} "
+        + os.environ.get("XLA_FLAGS", "")
     )
 
 import keras  # noqa: E402
