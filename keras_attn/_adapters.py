@@ -19,6 +19,8 @@ a custom layer on their own, and `AdapterMixin` supplies them:
 import keras
 
 from keras_attn import _compat
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_number
 
 # keras-hub's default: LoRA on the query and value projections.
 DEFAULT_LORA_TARGETS = ("query", "value")
@@ -60,19 +62,8 @@ def quantized_policy_map(layer, default):
 
 
 def _check_lora_args(rank, lora_alpha, target_names):
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise ValueError(
-            f"`rank` must be a positive int. Received: rank={rank!r}"
-        )
-    if lora_alpha is not None and (
-        isinstance(lora_alpha, bool)
-        or not isinstance(lora_alpha, (int, float))
-        or lora_alpha <= 0
-    ):
-        raise ValueError(
-            "`lora_alpha` must be a positive number or None. Received: "
-            f"lora_alpha={lora_alpha!r}"
-        )
+    check_positive_int("rank", rank)
+    check_positive_number("lora_alpha", lora_alpha, allow_none=True)
     if isinstance(target_names, str) or not all(
         isinstance(name, str) for name in target_names
     ):

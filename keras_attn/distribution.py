@@ -35,6 +35,8 @@ if keras.backend.backend() == "jax" and len(devices) % 2 == 0:
 
 import keras
 
+from keras_attn._validation import check_positive_int
+
 __all__ = ["layout_map"]
 
 
@@ -54,17 +56,8 @@ def _check(device_mesh, model_dim, batch_dim, num_heads, num_kv_heads):
                 f"`{arg}` must be an axis name of `device_mesh` "
                 f"{tuple(device_mesh.axis_names)}. Received: {arg}={name!r}"
             )
-    for arg, value in (
-        ("num_heads", num_heads),
-        ("num_key_value_heads", num_kv_heads),
-    ):
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise ValueError(
-                f"`{arg}` must be a positive int or None. Received: "
-                f"{arg}={value!r}"
-            )
+    check_positive_int("num_heads", num_heads, allow_none=True)
+    check_positive_int("num_key_value_heads", num_kv_heads, allow_none=True)
     size = _axis_size(device_mesh, model_dim)
     if num_heads is not None and num_heads % size:
         raise ValueError(

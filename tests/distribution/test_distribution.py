@@ -132,3 +132,24 @@ def test_model_parallel_shards_as_the_layout_asks(report, name):
 @pytest.mark.parametrize("name", ("TransformerLM", "Transformer"))
 def test_model_parallel_generation_equals_single_device(report, name):
     assert report[name]["ModelParallel"]["same_tokens"] is True
+
+
+def test_layout_map_rejects_bad_arguments():
+    from keras_attn.distribution import layout_map
+
+    devices = keras.distribution.list_devices()[:1]
+    mesh = keras.distribution.DeviceMesh((1, 1), ("batch", "model"), devices)
+    with pytest.raises(TypeError, match="device_mesh='mesh'"):
+        layout_map("mesh")
+    with pytest.raises(ValueError, match="model_dim='x'"):
+        layout_map(mesh, model_dim="x")
+    with pytest.raises(ValueError, match="batch_dim='data'"):
+        layout_map(mesh, batch_dim="data")
+    with pytest.raises(ValueError, match="num_key_value_heads=0"):
+        layout_map(mesh, num_key_value_heads=0)
+    # A 1-device model axis divides any head count.
+    assert layout_map(mesh, num_heads=3)["x/query/kernel"].axes == (
+        None,
+        "model",
+        None,
+    )
