@@ -13,23 +13,24 @@ Example:
 
 ```python
 import keras
-import numpy as np
 from keras_attn import distribution
 from keras_attn.models import TransformerLM
 
-devices = keras.distribution.list_devices()
-if keras.backend.backend() == "jax" and len(devices) % 2 == 0:
-    mesh = keras.distribution.DeviceMesh(
-        (len(devices) // 2, 2), ("batch", "model"), devices
-    )
-    strategy = keras.distribution.ModelParallel(
-        layout_map=distribution.layout_map(mesh), batch_dim_name="batch"
-    )
-    with strategy.scope():
-        model = TransformerLM(
-            vocabulary_size=64, max_sequence_length=16, hidden_dim=32
+# keras.distribution is JAX-only; this needs an even number of devices.
+if keras.backend.backend() == "jax":
+    devices = keras.distribution.list_devices()
+    if len(devices) % 2 == 0:
+        mesh = keras.distribution.DeviceMesh(
+            (len(devices) // 2, 2), ("batch", "model"), devices
         )
-        model.build((None, None))
+        strategy = keras.distribution.ModelParallel(
+            layout_map=distribution.layout_map(mesh), batch_dim_name="batch"
+        )
+        with strategy.scope():
+            model = TransformerLM(
+                vocabulary_size=64, max_sequence_length=16, hidden_dim=32
+            )
+            model.build((None, None))
 ```
 """
 
