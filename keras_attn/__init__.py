@@ -8,6 +8,7 @@ first use, so `import keras_attn` does not import matplotlib.
 
 import importlib
 
+from keras_attn import distribution
 from keras_attn import generation
 from keras_attn import layers
 from keras_attn import losses
@@ -19,6 +20,7 @@ __version__ = "0.1.0.dev0"
 _LAZY_SUBMODULES = ("interpret", "plot")
 
 __all__ = [
+    "distribution",
     "generation",
     "interpret",
     "layers",

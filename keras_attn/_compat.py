@@ -44,3 +44,18 @@ def is_tracing(x):
 
         return not tf.executing_eagerly()
     return False
+
+
+def retrack_variables(layer):
+    """Updates PyTorch's parameter registry after a layer was quantized.
+
+    The torch backend keeps each layer's variables in a `torch_params`
+    registry; quantization replaces the float kernels, and the registry
+    would keep the old ones alive (and list them as parameters).
+    `keras.Model.quantize` re-registers them in its `_post_quantize`; a
+    layer's `quantize` has no such step, so keras-attn's does it here.
+    The other backends have no registry.
+    """
+    if keras.backend.backend() == "torch":
+        for sub in layer._flatten_layers():
+            sub._track_variables()

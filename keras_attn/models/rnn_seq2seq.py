@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_choice
 from keras_attn._validation import check_non_negative_int
 from keras_attn._validation import check_positive_int
@@ -21,7 +22,7 @@ ATTENTION_TYPES = ("bahdanau", "luong")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class RNNSeq2Seq(GenerateMixin, keras.Model):
+class RNNSeq2Seq(AdapterMixin, GenerateMixin, keras.Model):
     """A sequence-to-sequence model: bidirectional RNN encoder, attentional
     RNN decoder.
 
@@ -228,6 +229,7 @@ class RNNSeq2Seq(GenerateMixin, keras.Model):
         self.output_dense.build(
             (None, None, self.attention_layer_size or self.hidden_dim)
         )
+        self._restore_lora()
         self.built = True
 
     def encode(self, encoder_token_ids, training=None):

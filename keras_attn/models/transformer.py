@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_rank
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
@@ -20,7 +21,7 @@ _MASK_KEYS = ("encoder_padding_mask", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class Transformer(GenerateMixin, keras.Model):
+class Transformer(AdapterMixin, GenerateMixin, keras.Model):
     """The encoder-decoder transformer of "Attention Is All You Need".
 
     The source tokens go through token and position embeddings and
@@ -239,6 +240,7 @@ class Transformer(GenerateMixin, keras.Model):
         if self.normalize_first:
             self.encoder_norm.build(source_hidden)
             self.decoder_norm.build(target_hidden)
+        self._restore_lora()
         self.built = True
 
     def encoder_padding_mask(self, encoder_token_ids, padding_mask=None):

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_choice
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
@@ -20,7 +21,7 @@ POSITIONS = ("learned", "rotary", "alibi", "relative")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class TransformerLM(GenerateMixin, keras.Model):
+class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
     """A decoder-only (GPT-style) transformer language model.
 
     Token embeddings (plus learned position embeddings with
@@ -202,6 +203,7 @@ class TransformerLM(GenerateMixin, keras.Model):
         for block in self.blocks:
             block.build(hidden_shape)
         self.final_norm.build(hidden_shape)
+        self._restore_lora()
         self.built = True
 
     def _check_token_ids(self, token_ids):

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_choice
 from keras_attn._validation import check_heads_divide
 from keras_attn._validation import check_pair
@@ -18,7 +19,7 @@ POSITIONS = ("learned", "sine", "rotary_2d")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class VisionTransformer(keras.Model):
+class VisionTransformer(AdapterMixin, keras.Model):
     """The Vision Transformer (ViT) image classifier.
 
     The image is cut into `patch_size` patches, each patch linearly embedded
@@ -341,34 +342,37 @@ class VisionTransformer(keras.Model):
         dtype = self._dtype_arg
         if isinstance(dtype, keras.DTypePolicy):
             dtype = keras.dtype_policies.serialize(dtype)
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "image_size": self.image_size,
-            "patch_size": self.patch_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "num_classes": self.num_classes,
-            "dropout": self.dropout,
-            "pooling": self.pooling,
-            "num_channels": self.num_channels,
-            "position": self.position,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "classifier_activation": keras.activations.serialize(
-                self.classifier_activation
-            ),
-            "data_format": self.data_format,
-            "dtype": dtype,
-        }
+        return self._with_adapters(
+            {
+                "name": self.name,
+                "trainable": self.trainable,
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "num_classes": self.num_classes,
+                "dropout": self.dropout,
+                "pooling": self.pooling,
+                "num_channels": self.num_channels,
+                "position": self.position,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "classifier_activation": keras.activations.serialize(
+                    self.classifier_activation
+                ),
+                "data_format": self.data_format,
+                "dtype": dtype,
+            }
+        )
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        # AdapterMixin's: re-enables LoRA after the constructor's build.
+        return super().from_config(config)
 
 
 def _intermediate_dim(intermediate_dim, mlp_dim):

@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from keras_attn import _validation
+from keras_attn._adapters import AdapterMixin
 from keras_attn.ops.masks import attention_mask_from
 from keras_attn.ops.masks import cache_mask_from_step
 
@@ -37,7 +38,7 @@ def _shape(x):
     return tuple(x.shape)
 
 
-class MultiHeadAttentionBase(keras.layers.Layer):
+class MultiHeadAttentionBase(AdapterMixin, keras.layers.Layer):
     """The sublayers of `MultiHeadAttention`: build, shapes and config.
 
     Private base: `MultiHeadAttention.__init__` stores the arguments read
@@ -189,6 +190,7 @@ class MultiHeadAttentionBase(keras.layers.Layer):
                 num_heads, dtype=self.dtype_policy, name="attention_sinks"
             )
             self._attention_sinks.build()
+        self._restore_lora()
         self.built = True
 
     @property

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_choice
 from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_positive_number
@@ -19,7 +20,7 @@ from keras_attn.layers.transformer._utils import make_norm
 from keras_attn.layers.transformer.feed_forward import FeedForward
 
 
-class TransformerBlock(keras.layers.Layer):
+class TransformerBlock(AdapterMixin, keras.layers.Layer):
     """Base of `TransformerEncoder` and `TransformerDecoder`."""
 
     # Whether ALiBi and relative position biases see keys on both sides.

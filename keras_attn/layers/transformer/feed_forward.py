@@ -1,12 +1,13 @@
 import keras
 
+from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_rate
 from keras_attn.layers.transformer._utils import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class FeedForward(keras.layers.Layer):
+class FeedForward(AdapterMixin, keras.layers.Layer):
     """Position-wise feed-forward network, plain or gated (GLU).
 
     Applies the same two-layer MLP to every position: `W2 act(W1 x + b1) +
@@ -57,6 +58,13 @@ class FeedForward(keras.layers.Layer):
         - Vaswani et al., "Attention Is All You Need", 2017.
         - Shazeer, "GLU Variants Improve Transformer", 2020.
     """
+
+    # `enable_lora(rank)` adapts every projection of the network.
+    default_lora_target_names = (
+        "intermediate_dense",
+        "gate_dense",
+        "output_dense",
+    )
 
     def __init__(
         self,
@@ -118,6 +126,7 @@ class FeedForward(keras.layers.Layer):
             self.dropout, dtype=self.dtype_policy, name="dropout"
         )
         self._features = inputs_shape[-1]
+        self._restore_lora()
         self.built = True
 
     def call(self, inputs, training=None):

@@ -208,6 +208,7 @@ class TransformerDecoder(TransformerBlock):
         self._feedforward_layer_norm.build(decoder_sequence_shape)
         self._feedforward_dropout = self._dropout("feedforward_dropout")
         self._build_position_bias(decoder_sequence_shape)
+        self._restore_lora()
         self.built = True
 
     def _check_call(

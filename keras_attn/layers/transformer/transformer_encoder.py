@@ -121,6 +121,7 @@ class TransformerEncoder(TransformerBlock):
         self._feedforward_layer.build(inputs_shape)
         self._feedforward_dropout = self._dropout("feedforward_dropout")
         self._build_position_bias(inputs_shape)
+        self._restore_lora()
         self.built = True
 
     def call(
