@@ -61,7 +61,10 @@ def masked_softmax(logits, mask=None, axis=-1):
     dtype = logits.dtype
     logits = ops.cast(logits, "float32")
     if mask is None:
-        return ops.cast(ops.softmax(logits, axis=axis), dtype)
+        # Written out rather than `ops.softmax`, which warns on an axis of
+        # size 1 (one key: a valid attention whose weight is 1).
+        exp = ops.exp(logits - ops.max(logits, axis=axis, keepdims=True))
+        return ops.cast(exp / ops.sum(exp, axis=axis, keepdims=True), dtype)
     mask = ops.cast(mask, "bool")
     logits = ops.where(mask, logits, MASKED_LOGIT)
     row_max = ops.max(logits, axis=axis, keepdims=True)
