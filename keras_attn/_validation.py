@@ -3,7 +3,8 @@
 Each check runs on Python values, shapes and dtypes only, so it raises a
 `ValueError` (or `TypeError`) naming the argument and what was received
 before any backend op runs. Library code calls these instead of writing its
-own: one message per rule, one place to change it.
+own: one message per rule, one place to change it. (The checks of token
+ids, which read values in eager calls, are in `_validation_tokens.py`.)
 """
 
 import numbers

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_attn._validation import check_choice
+from keras_attn._validation_tokens import check_token_ids
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -219,6 +220,7 @@ class TransformerLM(GenerateMixin, keras.Model):
                 f"({self.max_sequence_length}). Received: "
                 f"token_ids.shape={shape}"
             )
+        check_token_ids("token_ids", token_ids, self.vocabulary_size)
 
     def _embed(self, token_ids, start_index=0, training=None):
         if self.position == "learned":
