@@ -7,7 +7,7 @@ BACKENDS ?= jax tensorflow torch
 # Extra pytest arguments, e.g. PYTEST_ARGS='-m "not large"' for a quick local run.
 PYTEST_ARGS ?=
 
-.PHONY: system install test test-fast lint docs figures demo bench clean
+.PHONY: system install test test-fast fuzz lint docs figures demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test: install
 
 test-fast:
 	$(MAKE) test PYTEST_ARGS='-m "not large"'
+
+# The property tests with many random examples (hypothesis profile `fuzz`;
+# `make test` runs the few fixed ones of profile `ci`), on each backend.
+fuzz: install
+	for b in $(BACKENDS); do HYPOTHESIS_PROFILE=fuzz KERAS_BACKEND=$$b \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz || exit 1; done
 
 # Every figure of the docs pages, regenerated from the scripts in docs/scripts.
 figures: install

@@ -9,6 +9,8 @@ the generic path.
 import contextlib
 
 import keras
+import numpy as np
+from keras import ops
 
 
 def inference_mode():
@@ -59,3 +61,37 @@ def retrack_variables(layer):
     if keras.backend.backend() == "torch":
         for sub in layer._flatten_layers():
             sub._track_variables()
+
+
+def known_min_max(x):
+    """`(min, max)` of `x` as Python numbers when its values are known now.
+
+    Returns None while tracing (inside `jax.jit`, a `tf.function`, a
+    functional model's symbolic call or `torch.compile`), where the values
+    do not exist yet. Used to check token ids in eager calls; each backend
+    spells "is this a traced tensor" differently, hence this module.
+    """
+    if isinstance(x, keras.KerasTensor):
+        return None
+    if isinstance(x, np.ndarray):
+        return (x.min(), x.max()) if x.size else None
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return None
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly() or not hasattr(x, "numpy"):
+            return None
+    elif backend == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return None
+    if not all(x.shape):  # an empty tensor has neither
+        return None
+    low, high = ops.min(x), ops.max(x)
+    return ops.convert_to_numpy(low).item(), ops.convert_to_numpy(high).item()

@@ -3,7 +3,8 @@
 Each check runs on Python values, shapes and dtypes only, so it raises a
 `ValueError` (or `TypeError`) naming the argument and what was received
 before any backend op runs. Library code calls these instead of writing its
-own: one message per rule, one place to change it.
+own: one message per rule, one place to change it. (The checks of token
+ids, which read values in eager calls, are in `_validation_tokens.py`.)
 """
 
 import numbers
@@ -255,6 +256,20 @@ def check_attention_inputs(query, key, value, mask=None, bias=None):
     """
     for name, x in (("query", query), ("key", key), ("value", value)):
         check_rank(name, x, 4, "(batch, length, heads, head_dim)")
+    dtype = dtype_name(query)
+    if "float" not in dtype:
+        raise TypeError(
+            f"`query` must be a floating-point tensor. Received: "
+            f"query.dtype={dtype}"
+        )
+    for name, x in (("key", key), ("value", value)):
+        # Mixed dtypes would be promoted differently by each implementation
+        # (and rejected by PyTorch's einsum): one dtype for the three.
+        if dtype_name(x) != dtype:
+            raise TypeError(
+                f"`{name}` must have the dtype of `query`. Received: "
+                f"query.dtype={dtype}, {name}.dtype={dtype_name(x)}"
+            )
     qs, ks, vs = (static_shape(x) for x in (query, key, value))
     shapes = f"query.shape={qs}, key.shape={ks}"
     if None not in (qs[0], ks[0], vs[0]) and not qs[0] == ks[0] == vs[0]:
@@ -275,8 +290,8 @@ def check_attention_inputs(query, key, value, mask=None, bias=None):
             )
     if ks[2] is None or qs[2] is None or ks[2] == 0 or qs[2] % ks[2]:
         raise ValueError(
-            "The number of query heads must be a multiple of the number of "
-            f"key/value heads. Received: {shapes}"
+            "The number of `query` heads must be a multiple of the number of "
+            f"`key`/`value` heads. Received: {shapes}"
         )
     target = (qs[0], qs[2], qs[1], ks[1])
     for name, x in (("mask", mask), ("bias", bias)):

@@ -21,6 +21,30 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Hypothesis budgets. `ci` (the default, `make test`): a few examples per
+# property, derandomized (the same examples every run, so a failure
+# reproduces), no example database, no deadline (JAX compiles each new
+# shape). `fuzz` (`make fuzz`): many random examples, for local runs.
+settings.register_profile(
+    "ci",
+    max_examples=6,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=200,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BACKEND = keras.backend.backend()
 

@@ -8,6 +8,8 @@ from keras_attn._validation import check_choice
 from keras_attn._validation import check_non_negative_int
 from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_rank
+from keras_attn._validation_tokens import check_same_batch
+from keras_attn._validation_tokens import check_token_ids
 from keras_attn.layers.attention.bahdanau_attention import BahdanauAttention
 from keras_attn.layers.attention.luong_attention import LuongAttention
 from keras_attn.layers.recurrent.attention_rnn import AttentionRNN
@@ -192,6 +194,12 @@ class RNNSeq2Seq(AdapterMixin, GenerateMixin, keras.Model):
 
     def _check_tokens(self, name, tokens):
         check_rank(name, tokens, 2, "(batch, length)")
+        vocabulary_size = (
+            self.vocabulary_size
+            if name == "encoder_token_ids"
+            else self.target_vocabulary_size or self.vocabulary_size
+        )
+        check_token_ids(name, tokens, vocabulary_size)
 
     def _token_mask(self, tokens):
         if self.padding_token is None:
@@ -219,6 +227,9 @@ class RNNSeq2Seq(AdapterMixin, GenerateMixin, keras.Model):
             ("token_ids", target_shape),
         ):
             check_rank(name, keras.KerasTensor(shape), 2, "(batch, length)")
+        check_same_batch(
+            keras.KerasTensor(source_shape), keras.KerasTensor(target_shape)
+        )
         self.encoder_embedding.build(source_shape)
         self.encoder.build(source_shape + (self.embedding_dim,))
         self.decoder_embedding.build(target_shape)
@@ -260,6 +271,7 @@ class RNNSeq2Seq(AdapterMixin, GenerateMixin, keras.Model):
     def call(self, inputs, training=None, return_alignments=False):
         encoder_token_ids, token_ids = self._split(inputs)
         self._check_tokens("token_ids", token_ids)
+        check_same_batch(encoder_token_ids, token_ids)
         memory, memory_mask, cell_state = self.encode(
             encoder_token_ids, training
         )

@@ -3,6 +3,8 @@ from keras import ops
 
 from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_rank
+from keras_attn._validation_tokens import check_same_batch
+from keras_attn._validation_tokens import check_token_ids
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -208,6 +210,7 @@ class Transformer(AdapterMixin, GenerateMixin, keras.Model):
                 f"`{name}` is longer than `max_sequence_length` "
                 f"({self.max_sequence_length}). Received: {name}.shape={shape}"
             )
+        check_token_ids(name, token_ids, self.vocabulary_size)
 
     def build(self, input_shape):
         if isinstance(input_shape, dict):
@@ -290,6 +293,7 @@ class Transformer(AdapterMixin, GenerateMixin, keras.Model):
     def call(self, inputs, training=None):
         source, token_ids, source_mask, target_mask = self._split(inputs)
         self._check_ids("token_ids", token_ids)
+        check_same_batch(source, token_ids)
         memory = self.encode(source, source_mask, training=training)
         memory_mask = self.encoder_padding_mask(source, source_mask)
         return self.decode(

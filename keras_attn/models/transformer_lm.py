@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_choice
+from keras_attn._validation_tokens import check_token_ids
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
@@ -223,6 +224,7 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
                 f"({self.max_sequence_length}). Received: "
                 f"token_ids.shape={shape}"
             )
+        check_token_ids("token_ids", token_ids, self.vocabulary_size)
 
     def _embed(self, token_ids, start_index=0, training=None):
         if self.position == "learned":

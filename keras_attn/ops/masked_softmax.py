@@ -68,8 +68,8 @@ def masked_softmax(logits, mask=None, axis=-1, sinks=None):
         sinks = ops.convert_to_tensor(sinks)
     dtype = logits.dtype
     logits = ops.cast(logits, "float32")
-    if mask is None and sinks is None:
-        return ops.cast(ops.softmax(logits, axis=axis), dtype)
+    # No `ops.softmax` shortcut without a mask: it warns on an axis of size
+    # 1 (one key, a valid attention whose weight is 1).
     if mask is not None:
         mask = ops.cast(mask, "bool")
         logits = ops.where(mask, logits, MASKED_LOGIT)

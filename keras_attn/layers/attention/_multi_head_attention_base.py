@@ -221,10 +221,15 @@ class MultiHeadAttentionBase(AdapterMixin, keras.layers.Layer):
         if self._use_qk_norm:
             projected = self._key_norm(projected)
         if self._rotary_embedding is not None:
-            projected = self._rotary_embedding(
-                projected, start_index=start_index
-            )
+            projected = self._rotate(projected, start_index)
         return projected
+
+    def _rotate(self, x, start_index):
+        # The rotary layer is the user's, with its own dtype policy
+        # (float32 by default): cast back, or under mixed precision the
+        # queries and keys would be float32 and the values float16.
+        x = self._rotary_embedding(x, start_index=start_index)
+        return ops.cast(x, self.compute_dtype)
 
     def _attention_mask(
         self,

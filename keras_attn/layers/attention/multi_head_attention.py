@@ -353,9 +353,7 @@ class MultiHeadAttention(MultiHeadAttentionBase):
         if self._use_qk_norm:
             projected_query = self._query_norm(projected_query)
         if self._rotary_embedding is not None:
-            projected_query = self._rotary_embedding(
-                projected_query, start_index=start_index
-            )
+            projected_query = self._rotate(projected_query, start_index)
 
         mask, is_causal = self._attention_mask(
             projected_query,

@@ -1,0 +1,85 @@
+"""`.keras` files move between backends, and old files keep loading.
+
+- Committed files: `tests/fixtures/keras/` holds each model saved on each
+  backend, with the inputs and the saving backend's outputs in an `.npz`
+  beside it. Each backend loads all of them and must give the stored
+  outputs, so a change that breaks loading files saved by an earlier
+  version fails. Regenerate them only on purpose (a format
+  change that is announced), once per backend:
+  `KERAS_BACKEND=<backend> PYTHONPATH=. python -m tests._portability save
+  tests/fixtures/keras`, and `git add -f` them (`.gitignore` ignores
+  `*.keras`).
+- Fresh files: each backend saves the four models in its own process and
+  each backend loads all of them (the 3 x 3 pairs).
+
+`test_nine_backend_pairs` does both in subprocesses (one loading process
+per backend reads the fresh and the committed files). It spawns the three
+backends itself, so it runs in the JAX run of `make test` only (once per
+`make test`) and is skipped in the two others. To check one file in
+process: `tests._portability.check_file(path)`.
+"""
+
+import glob
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "keras")
+BACKENDS = ("jax", "tensorflow", "torch")
+FILES = sorted(
+    os.path.basename(p) for p in glob.glob(os.path.join(FIXTURES, "*.keras"))
+)
+
+
+def test_every_model_has_a_fixture_per_backend():
+    models = (
+        "rnn_seq2seq",
+        "transformer",
+        "transformer_lm",
+        "vision_transformer",
+    )
+    expected = sorted(f"{b}_{m}.keras" for b in BACKENDS for m in models)
+    assert FILES == expected
+
+
+def _run_backend(backend, *args):
+    env = dict(os.environ)
+    env.update(
+        KERAS_BACKEND=backend,
+        PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        OMP_NUM_THREADS="1",
+    )
+    env.pop("XLA_FLAGS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests._portability", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, (
+        f"{backend} {args[0]} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    )
+    return result.stdout
+
+
+@pytest.mark.large
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="spawns all three backends; runs once, in the JAX run",
+)
+def test_nine_backend_pairs(tmp_path):
+    dirs = [str(tmp_path / b) for b in BACKENDS]
+    for backend, directory in zip(BACKENDS, dirs):
+        _run_backend(backend, "save", directory)
+    for backend in BACKENDS:
+        out = _run_backend(backend, "load", *dirs, FIXTURES)
+        # Four models saved on each of the three backends, fresh and
+        # committed, loaded here.
+        assert out.count("\nok ") + out.startswith("ok ") == 24, out
