@@ -192,14 +192,12 @@ class Transformer(AdapterMixin, GenerateMixin, keras.Model):
                     f"`inputs` accepts the keys {_KEYS + _MASK_KEYS}. "
                     f"Received unknown keys: {unknown}"
                 )
-            return tuple(inputs[k] for k in _KEYS) + tuple(
-                inputs.get(k) for k in _MASK_KEYS
-            )
+            return tuple(inputs.get(k) for k in _KEYS + _MASK_KEYS)
         if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
             return inputs[0], inputs[1], None, None
         raise ValueError(
-            "`inputs` must be a dict with keys "
-            f"{_KEYS} or a pair. Received: inputs={inputs!r}"
+            f"`inputs` must be a dict with keys {_KEYS} or a pair. "
+            f"Received: inputs={inputs!r}"
         )
 
     def _check_ids(self, name, token_ids):

@@ -397,9 +397,8 @@ class PatchEmbedding(keras.layers.Layer):
                 at that input size does.
 
         Returns:
-            A float32 tensor `(num_patches [+ 1], hidden_dim)`; row 0 is the
-            class token's position when `use_class_token` (zeros for sine
-            positions).
+            A float32 `(num_patches [+ 1], hidden_dim)`; row 0 is the class
+            token's position when `use_class_token` (zeros for sine).
         """
         if self.position is None or not self.built:
             raise ValueError(
