@@ -78,6 +78,9 @@ NUM_FRAMES = 64
 LENGTH = (NUM_FRAMES - 1) * STRIDE  # 16,128 samples, 1.46 s
 NUM_MELS = 40
 AUDIO_PATCH = 4  # frames per audio token
+# SpecAugment in training: mel band shift, mask widths (bands, frames).
+MAX_SHIFT, FREQ_MASK, TIME_MASK = 2, 4, 4
+TEMPERATURE = 0.1  # of the InfoNCE softmax
 IMAGE_PATCH = (4, 4)
 DEMO_VOICE = "en-us+f5"  # a held-out variant
 MODALITIES = ("image", "audio", "text")
@@ -195,28 +198,34 @@ class ModalityEmbedding(keras.layers.Layer):
         return tokens + keras.ops.cast(self.embedding, tokens.dtype)
 
 
-def build_model(tokenizer, mel_mean, mel_std, hidden_dim, num_layers):
-    """Inputs image, log-mel frames and token ids; outputs the pairs.
+def build_model(tokenizer, hidden_dim, num_layers, seed=None):
+    """Inputs image, waveform and token ids; outputs the pairs.
 
     Each output `(B, 2, dim)` stacks two modalities' embeddings of the same
     items, for the InfoNCE loss.
     """
     image = keras.Input((8, 16, 1), name="image")
-    log_mel = keras.Input((NUM_MELS, NUM_FRAMES), name="log_mel")
+    waveform = keras.Input((LENGTH,), name="waveform")
     token_ids = keras.Input((TEXT_LENGTH,), dtype="int32", name="token_ids")
 
     # Tokens of each modality: a linear projection (+ positions).
     image_tokens = attn_layers.PatchEmbedding(
         IMAGE_PATCH, hidden_dim, name="image_patches"
     )(image)  # (B, 8, D)
-    frames = keras.layers.Rescaling(1.0 / mel_std, offset=-mel_mean / mel_std)(
-        log_mel
-    )
+    log_mel = mel_spectrogram()(waveform)  # (B, mels, frames)
+    # Per-utterance normalization (zero mean, unit variance over the
+    # whole image), then, in training only, mel band shift and masks.
+    frames = keras.layers.LayerNormalization(
+        axis=(1, 2), center=False, scale=False, name="utterance_norm"
+    )(log_mel)
+    frames = speech_data.SpecAugment(
+        MAX_SHIFT, FREQ_MASK, TIME_MASK, seed=seed, name="spec_augment"
+    )(frames)
     # (B, mels, frames) -> (B, frames, mels): one row per frame.
     frames = keras.layers.Permute((2, 1))(frames)
     audio_tokens = attn_layers.PatchEmbedding(
         AUDIO_PATCH, hidden_dim, name="audio_patches"
-    )(frames)  # (B, 16, D)
+    )(frames)  # (B, NUM_FRAMES / AUDIO_PATCH, D)
     ids = tokenizer(token_ids)
     text_tokens = attn_layers.TokenAndPositionEmbedding(
         tokenizer.vocabulary_size,
@@ -260,22 +269,6 @@ def build_model(tokenizer, mel_mean, mel_std, hidden_dim, num_layers):
         for a, b in PAIRS
     }
     return keras.Model(
-        {"image": image, "log_mel": log_mel, "token_ids": token_ids},
-        outputs,
-        name="vatt",
-    )
-
-
-def with_waveform_input(vatt):
-    """The saved model: raw audio in, spectrogram inside."""
-    mel = mel_spectrogram()
-    image = keras.Input((8, 16, 1), name="image")
-    waveform = keras.Input((LENGTH,), name="waveform")
-    token_ids = keras.Input((TEXT_LENGTH,), dtype="int32", name="token_ids")
-    outputs = vatt(
-        {"image": image, "log_mel": mel(waveform), "token_ids": token_ids}
-    )
-    return keras.Model(
         {"image": image, "waveform": waveform, "token_ids": token_ids},
         outputs,
         name="multimodal_contrastive",
@@ -288,18 +281,23 @@ class Batches(keras.utils.PyDataset):
     Each batch is a run of a random permutation of the numbers, so no
     number appears twice in a batch (no false negatives for InfoNCE); the
     image is drawn from the training digit images, the sound from the
-    training utterances of that number, the text from a random language.
+    training utterances of that number, placed at a fresh random offset
+    in the window with fresh noise (5 to 30 dB SNR), the text from a
+    random language.
     """
 
-    def __init__(self, numbers, images, mels, texts, steps, seed):
+    def __init__(self, numbers, images, waves, texts, steps, seed):
         super().__init__()
-        self.numbers, self.images, self.mels, self.texts = (
+        self.numbers, self.images, self.waves, self.texts = (
             numbers,
             images,
-            mels,
+            waves,
             texts,
         )
         self.steps, self.seed, self.epoch = steps, seed, 0
+        self.noise = np.random.default_rng(seed).standard_normal(
+            1 << 20, "float32"
+        )
 
     def __len__(self):
         return self.steps
@@ -307,13 +305,13 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         numbers = rng.permutation(self.numbers)
-        audio = np.stack(
-            [self.mels[n][rng.integers(len(self.mels[n]))] for n in numbers]
-        )
+        clips = [
+            self.waves[n][rng.integers(len(self.waves[n]))] for n in numbers
+        ]
         language = rng.integers(len(self.texts), size=len(numbers))
         x = {
             "image": number_images(numbers, self.images, rng),
-            "log_mel": audio,
+            "waveform": self.place(clips, rng),
             "token_ids": np.stack(
                 [self.texts[k][n] for k, n in zip(language, numbers)]
             ),
@@ -321,14 +319,31 @@ class Batches(keras.utils.PyDataset):
         y = {f"{a}_{b}": numbers.astype("int32") for a, b in PAIRS}
         return x, y
 
+    def place(self, clips, rng):
+        """Clips at random offsets in the window, white noise added.
+
+        As `speech_data.to_fixed_length`, but the noise is a random slice
+        of one long stored noise signal (drawing fresh Gaussian noise for
+        every batch costs more than the training step).
+        """
+        out = np.zeros((len(clips), LENGTH), "float32")
+        snr = rng.uniform(5, 30, size=len(clips))
+        starts = rng.integers(0, len(self.noise) - LENGTH, size=len(clips))
+        for i, samples in enumerate(clips):
+            offset = int(rng.integers(0, LENGTH - len(samples) + 1))
+            out[i, offset : offset + len(samples)] = samples
+            noise_std = np.sqrt(np.mean(samples**2) / 10 ** (snr[i] / 10))
+            out[i] += noise_std * self.noise[starts[i] : starts[i] + LENGTH]
+        return out
+
     def on_epoch_end(self):
         self.epoch += 1
 
 
-def embed(model, image, audio, token_ids, audio_key):
+def embed(model, image, audio, token_ids):
     """The three embeddings (L2-normalized NumPy) of a batch of items."""
     out = model.predict(
-        {"image": image, audio_key: audio, "token_ids": token_ids},
+        {"image": image, "waveform": audio, "token_ids": token_ids},
         batch_size=len(image),
         verbose=0,
     )
@@ -364,7 +379,6 @@ def retrieve_words(model, tokenizer, waves, numbers):
         np.zeros((count, 8, 16, 1), "float32"),
         waves,
         np.zeros((count, TEXT_LENGTH), "int32"),
-        "waveform",
     )["audio"]
     gallery = len(numbers)
     text = embed(
@@ -372,7 +386,6 @@ def retrieve_words(model, tokenizer, waves, numbers):
         np.zeros((gallery, 8, 16, 1), "float32"),
         np.zeros((gallery, LENGTH), "float32"),
         english_gallery(tokenizer, numbers),
-        "waveform",
     )["text"]
     similarity = audio @ text.T  # (queries, gallery)
     return [int(numbers[i]) for i in similarity.argmax(-1)], similarity
@@ -388,7 +401,7 @@ def speak(numbers, voice, cache_dir):
 def predict(args):
     out = pathlib.Path(args.out)
     model = keras.models.load_model(out / "multimodal_contrastive.keras")
-    tokenizer = model.get_layer("vatt").get_layer("tokenizer")
+    tokenizer = model.get_layer("tokenizer")
     numbers = np.arange(int(json.loads((out / "numbers.json").read_text())))
     waves = speak(args.predict, args.voice, out / "cache")
     answers, similarity = retrieve_words(model, tokenizer, waves, numbers)
@@ -464,11 +477,11 @@ def main(args):
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
     if args.quick:
-        count, voices_per_number, copies, galleries = 20, 2, 1, 1
+        count, voices_per_number, galleries = 20, 2, 1
         hidden_dim, num_layers, epochs, steps = 32, 1, 2, 2
     else:
-        count, voices_per_number, copies, galleries = 100, 24, 2, 3
-        hidden_dim, num_layers, epochs, steps = 64, 2, 100, 20
+        count, voices_per_number, galleries = 100, 32, 3
+        hidden_dim, num_layers, epochs, steps = 64, 2, 200, 20
     epochs = args.epochs or epochs
     numbers = np.arange(count)
     (out / "numbers.json").write_text(json.dumps(count))
@@ -484,49 +497,45 @@ def main(args):
         tokenizer.encode(texts[lang], sequence_length=TEXT_LENGTH)
         for lang in LANGUAGES
     ]
-    train_utt = utterances(
-        np.repeat(numbers, voices_per_number), train_variants, rng
-    )
+    train_numbers = np.repeat(numbers, voices_per_number)
+    train_utt = utterances(train_numbers, train_variants, rng)
     test_utt = utterances(np.tile(numbers, galleries), test_variants, rng)
     train_waves = speech_data.synthesize_all(train_utt, cache)
     test_waves = speech_data.synthesize_all(test_utt, cache)
-    x_train_audio = np.concatenate(
-        [
-            speech_data.to_fixed_length(train_waves, LENGTH, rng, (5, 30))
-            for _ in range(copies)
-        ]
-    )
-    train_numbers = np.tile(np.repeat(numbers, voices_per_number), copies)
+    # Peak 0.5, at most LENGTH samples (as `speech_data.to_fixed_length`).
+    waves = {n: [] for n in numbers}
+    for n, w in zip(train_numbers, train_waves):
+        w = 0.5 * w / max(np.abs(w).max(), 1e-6)
+        start = max(len(w) - LENGTH, 0) // 2
+        waves[n].append(w[start : start + LENGTH])
     x_test_audio = speech_data.to_fixed_length(
         test_waves, LENGTH, rng, (10, 30)
     )
-    mel = mel_spectrogram()
-    f_train = keras.ops.convert_to_numpy(mel(x_train_audio))
-    mean, std = float(f_train.mean()), float(f_train.std())
-    mels = {n: f_train[train_numbers == n] for n in numbers}
     print(
         f"data: {len(train_waves)} training utterances, {len(test_waves)} "
         f"by held-out voices {test_variants}; vocabulary "
         f"{tokenizer.vocabulary_size}; {time.time() - start:.0f} s"
     )
 
-    vatt = build_model(tokenizer, mean, std, hidden_dim, num_layers)
+    model = build_model(tokenizer, hidden_dim, num_layers, seed=args.seed)
     total_steps = epochs * steps
     schedule = keras.optimizers.schedules.CosineDecay(
         1e-4, total_steps, warmup_target=2e-3, warmup_steps=total_steps // 10
     )
-    vatt.compile(
+    model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.05),
-        loss={f"{a}_{b}": losses.InfoNCE(temperature=0.1) for a, b in PAIRS},
+        loss={
+            f"{a}_{b}": losses.InfoNCE(temperature=TEMPERATURE)
+            for a, b in PAIRS
+        },
     )
-    vatt.summary()
-    data = Batches(numbers, train_digits, mels, text_ids, steps, args.seed)
+    model.summary()
+    data = Batches(numbers, train_digits, waves, text_ids, steps, args.seed)
     start = time.time()
-    history = vatt.fit(data, epochs=epochs, verbose=2 if args.quick else 1)
+    history = model.fit(data, epochs=epochs, verbose=2 if args.quick else 1)
     train_time = time.time() - start
 
     # Held-out galleries: new digit images, new voices; every language.
-    model = with_waveform_input(vatt)
     model.save(out / "multimodal_contrastive.keras")
     recalls = {
         "image->audio": [],
@@ -541,7 +550,7 @@ def main(args):
         image = number_images(numbers, test_digits, test_rng)
         audio = x_test_audio[g * count : (g + 1) * count]
         for k in range(len(LANGUAGES)):
-            e = embed(model, image, audio, text_ids[k][:count], "waveform")
+            e = embed(model, image, audio, text_ids[k][:count])
             if k == 0:
                 recalls["image->audio"].append(
                     recall_at_1(e["image"], e["audio"])
@@ -558,6 +567,12 @@ def main(args):
 
     # Baseline: CCA on raw pixels, log-mel features, character counts.
     pairs_rng = np.random.default_rng(args.seed + 2)
+    mel = mel_spectrogram()
+    f_train = keras.ops.convert_to_numpy(
+        mel(
+            speech_data.to_fixed_length(train_waves, LENGTH, pairs_rng, (5, 30))
+        )
+    )
     pick = pairs_rng.integers(len(f_train), size=min(len(f_train), 4000))
     train_n = train_numbers[pick]
     lang = pairs_rng.integers(len(LANGUAGES), size=len(pick))
@@ -614,7 +629,7 @@ def main(args):
         base = f"{base:>14.3f}" if base is not None else f"{'':>14}"
         print(f"{key:<16}{value:>12.3f}{base}")
     print(
-        f"backend {backend}, {vatt.count_params():,} parameters, {epochs} "
+        f"backend {backend}, {model.count_params():,} parameters, {epochs} "
         f"epochs, train time {train_time:.0f} s"
     )
     result = {
