@@ -59,9 +59,11 @@ Results of the full run (`--seed 0`):
 Mean of 3 held-out galleries; chance is 0.010. Backend jax, 96,704
 parameters, 200 epochs of 20 batches of 100, train time 2,488 s on a
 2-core CPU heavily shared with other jobs (load average 17 to 21 for the
-whole run; `ps` showed this process at about a fifth of one core). Not
-measured on a quiet machine: the old recipe ran 2,000 steps in 270 s at
-load 4, so the 4,000 steps here should fit the 15-minute budget there.
+whole run; `ps` showed this process at about a fifth of one core). A
+10-epoch timing run at load 5 to 6 took 265 ms a step (the old recipe:
+135 ms at load 4; the spectrogram is now computed in every step), so
+the 4,000 steps take about 18 minutes at that load: over the 15-minute
+budget unless the machine is quiet (not measured quiet).
 The 90% target is MET for audio -> text (93.5%) and missed by one
 point for image -> audio (89.0%; audio -> image 88.0%), where the image
 side now limits too (image -> text 0.922, against 0.977 before the
