@@ -97,6 +97,7 @@ AUDIO_PATCH = 4  # frames per audio token
 # SpecAugment in training: mel band shift, mask widths (bands, frames).
 MAX_SHIFT, FREQ_MASK, TIME_MASK = 2, 4, 4
 TEMPERATURE = 0.1  # of the InfoNCE softmax
+IMAGE_SHIFT = 1  # pixels each training digit may move, in each direction
 IMAGE_PATCH = (4, 4)
 DEMO_VOICE = "en-us+f5"  # a held-out variant
 MODALITIES = ("image", "audio", "text")
@@ -148,15 +149,35 @@ def digit_images(seed):
     return by_digit
 
 
-def number_images(numbers, pool, rng):
-    """(N, 8, 16, 1): the tens digit, then the units digit."""
+def number_images(numbers, pool, rng, max_shift=0):
+    """(N, 8, 16, 1): the tens digit, then the units digit.
+
+    With `max_shift` (training only), each digit moves by up to that many
+    pixels in each direction (the freed border is zero, the background).
+    """
     out = np.zeros((len(numbers), 8, 16, 1), "float32")
     for i, n in enumerate(numbers):
         for j, digit in enumerate((n // 10, n % 10)):
             choices = pool[digit]
-            out[i, :, 8 * j : 8 * j + 8, 0] = choices[
-                rng.integers(len(choices))
-            ]
+            image = choices[rng.integers(len(choices))]
+            if max_shift:
+                image = shift_image(
+                    image, *rng.integers(-max_shift, max_shift + 1, 2)
+                )
+            out[i, :, 8 * j : 8 * j + 8, 0] = image
+    return out
+
+
+def shift_image(image, rows, columns):
+    """`image` (8, 8) moved by `rows` down and `columns` right, zero-filled."""
+    out = np.zeros_like(image)
+    h, w = image.shape
+    out[
+        max(rows, 0) : h + min(rows, 0), max(columns, 0) : w + min(columns, 0)
+    ] = image[
+        max(-rows, 0) : h + min(-rows, 0),
+        max(-columns, 0) : w + min(-columns, 0),
+    ]
     return out
 
 
@@ -326,7 +347,9 @@ class Batches(keras.utils.PyDataset):
         ]
         language = rng.integers(len(self.texts), size=len(numbers))
         x = {
-            "image": number_images(numbers, self.images, rng),
+            "image": number_images(
+                numbers, self.images, rng, max_shift=IMAGE_SHIFT
+            ),
             "waveform": self.place(clips, rng),
             "token_ids": np.stack(
                 [self.texts[k][n] for k, n in zip(language, numbers)]
