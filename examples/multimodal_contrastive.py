@@ -13,9 +13,11 @@ The items are the numbers 0 to 99, in three modalities:
   for 7), cut into 4 x 4 patches (`PatchEmbedding`, 8 tokens); test
   numbers are drawn with digit images that training never sees;
 - sound: the number spoken by eSpeak NG (8 English accents, about 90 voice
-  variants, speeds and pitches, noise), as log-mel frames (Keras'
-  `MelSpectrogram`, in the saved model) in patches of 4 frames (16
-  tokens); test numbers are spoken by 12 held-out voice variants;
+  variants, speeds and pitches; 32 utterances of each number), as log-mel
+  frames (Keras' `MelSpectrogram`, in the saved model), each clip
+  normalized on its own (zero mean, unit variance), in patches of 4
+  frames (16 tokens); test numbers are spoken by 12 held-out voice
+  variants;
 - text: the number in words (`num2words`) in eight languages, one token
   per character (`keras_attn.layers.Tokenizer`, saved in the model).
 
@@ -30,32 +32,46 @@ features and character counts (a linear shared space, no encoder).
         --figures docs/images
     KERAS_BACKEND=jax python examples/multimodal_contrastive.py --predict 42 7
 
-`--predict` speaks the given numbers with a held-out voice and answers
-with the English words the saved model retrieves for each.
+`--predict` speaks the given numbers with a held-out voice (with light
+noise, as in training) and answers with the English words the saved
+model retrieves for each.
 
 Needs the `espeak-ng` program (Debian/Ubuntu: `apt-get install espeak-ng`)
 and `num2words`.
 
+Against overfitting the training voices, the audio tower borrows the
+recipe of `spoken_digits.py`: every batch places each clip at a fresh
+random offset in the 1.46 s window with fresh noise (5 to 30 dB SNR),
+and in training only `speech_data.SpecAugment` shifts the mel bands by
+up to 2 bands and zeroes one band of up to 4 mel bins and one stretch of
+up to 4 frames (short: a longer mask could erase the "two" of "forty
+two"). The images have their own augmentation: each training digit moves
+by up to a pixel in each direction.
+
 Results of the full run (`--seed 0`):
 
     recall@1 among 100 held-out numbers   VATT-style   CCA baseline
-    image -> audio                        0.707        0.030
-    audio -> image                        0.657
-    audio -> text   (mean of 8 languages) 0.679        0.070
-    text -> audio                         0.728
-    image -> text                         0.977
+    image -> audio                        0.920        0.060
+    audio -> image                        0.873
+    audio -> text   (mean of 8 languages) 0.916        0.040
+    text -> audio                         0.961
+    image -> text                         0.960
 
 Mean of 3 held-out galleries; chance is 0.010. Backend jax, 96,704
-parameters, 100 epochs of 20 batches of 100, train time 270 s on a
-2-core CPU shared with other jobs (load average about 4). The 90% target
-is met for image -> text but MISSED for the directions through sound
-(70.7% image -> audio, 67.9% audio -> text). A 40-epoch run had reached
-0.460 and 0.510; `--epochs 220` (652 s) reaches 0.797 image -> audio,
-0.753 audio -> image, 0.765 audio -> text, 0.823 text -> audio, 0.970
-image -> text: more training helps, but the audio side (100 spoken
-numbers by unseen voices) stays the bottleneck; augmenting the audio
-(fresh noise and offsets, band shifts and masks, as in
-`spoken_digits.py`) is the next step.
+parameters, 250 epochs of 20 batches of 100 (5,000 steps), train time
+974 s on the 2-core CPU, shared with the test suite (load average about
+5, so this process had about half of it). The 90% target is met in both
+directions the issue names (image -> audio 92.0%, audio -> text 91.6%).
+
+How it got there. Before this recipe (fixed noisy copies of 24
+utterances per number, one normalization for the whole data set) 100
+epochs gave 0.707 image -> audio and 0.679 audio -> text, 220 epochs
+0.797 and 0.765. The spoken-digits recipe for the audio tower (fresh
+offsets and noise every batch, per-utterance normalization, SpecAugment)
+gave 0.890 and 0.935 at 200 epochs, but image -> text fell to 0.922:
+the images were now the weak side. Shifting each training digit by up
+to a pixel gave 0.903 and 0.896 at 200 epochs (709 s at load about 5),
+and 250 epochs the figures above.
 """
 
 import argparse
@@ -78,6 +94,10 @@ NUM_FRAMES = 64
 LENGTH = (NUM_FRAMES - 1) * STRIDE  # 16,128 samples, 1.46 s
 NUM_MELS = 40
 AUDIO_PATCH = 4  # frames per audio token
+# SpecAugment in training: mel band shift, mask widths (bands, frames).
+MAX_SHIFT, FREQ_MASK, TIME_MASK = 2, 4, 4
+TEMPERATURE = 0.1  # of the InfoNCE softmax
+IMAGE_SHIFT = 1  # pixels each training digit may move, in each direction
 IMAGE_PATCH = (4, 4)
 DEMO_VOICE = "en-us+f5"  # a held-out variant
 MODALITIES = ("image", "audio", "text")
@@ -129,15 +149,35 @@ def digit_images(seed):
     return by_digit
 
 
-def number_images(numbers, pool, rng):
-    """(N, 8, 16, 1): the tens digit, then the units digit."""
+def number_images(numbers, pool, rng, max_shift=0):
+    """(N, 8, 16, 1): the tens digit, then the units digit.
+
+    With `max_shift` (training only), each digit moves by up to that many
+    pixels in each direction (the freed border is zero, the background).
+    """
     out = np.zeros((len(numbers), 8, 16, 1), "float32")
     for i, n in enumerate(numbers):
         for j, digit in enumerate((n // 10, n % 10)):
             choices = pool[digit]
-            out[i, :, 8 * j : 8 * j + 8, 0] = choices[
-                rng.integers(len(choices))
-            ]
+            image = choices[rng.integers(len(choices))]
+            if max_shift:
+                image = shift_image(
+                    image, *rng.integers(-max_shift, max_shift + 1, 2)
+                )
+            out[i, :, 8 * j : 8 * j + 8, 0] = image
+    return out
+
+
+def shift_image(image, rows, columns):
+    """`image` (8, 8) moved by `rows` down and `columns` right, zero-filled."""
+    out = np.zeros_like(image)
+    h, w = image.shape
+    out[
+        max(rows, 0) : h + min(rows, 0), max(columns, 0) : w + min(columns, 0)
+    ] = image[
+        max(-rows, 0) : h + min(-rows, 0),
+        max(-columns, 0) : w + min(-columns, 0),
+    ]
     return out
 
 
@@ -195,28 +235,34 @@ class ModalityEmbedding(keras.layers.Layer):
         return tokens + keras.ops.cast(self.embedding, tokens.dtype)
 
 
-def build_model(tokenizer, mel_mean, mel_std, hidden_dim, num_layers):
-    """Inputs image, log-mel frames and token ids; outputs the pairs.
+def build_model(tokenizer, hidden_dim, num_layers, seed=None):
+    """Inputs image, waveform and token ids; outputs the pairs.
 
     Each output `(B, 2, dim)` stacks two modalities' embeddings of the same
     items, for the InfoNCE loss.
     """
     image = keras.Input((8, 16, 1), name="image")
-    log_mel = keras.Input((NUM_MELS, NUM_FRAMES), name="log_mel")
+    waveform = keras.Input((LENGTH,), name="waveform")
     token_ids = keras.Input((TEXT_LENGTH,), dtype="int32", name="token_ids")
 
     # Tokens of each modality: a linear projection (+ positions).
     image_tokens = attn_layers.PatchEmbedding(
         IMAGE_PATCH, hidden_dim, name="image_patches"
     )(image)  # (B, 8, D)
-    frames = keras.layers.Rescaling(1.0 / mel_std, offset=-mel_mean / mel_std)(
-        log_mel
-    )
+    log_mel = mel_spectrogram()(waveform)  # (B, mels, frames)
+    # Per-utterance normalization (zero mean, unit variance over the
+    # whole image), then, in training only, mel band shift and masks.
+    frames = keras.layers.LayerNormalization(
+        axis=(1, 2), center=False, scale=False, name="utterance_norm"
+    )(log_mel)
+    frames = speech_data.SpecAugment(
+        MAX_SHIFT, FREQ_MASK, TIME_MASK, seed=seed, name="spec_augment"
+    )(frames)
     # (B, mels, frames) -> (B, frames, mels): one row per frame.
     frames = keras.layers.Permute((2, 1))(frames)
     audio_tokens = attn_layers.PatchEmbedding(
         AUDIO_PATCH, hidden_dim, name="audio_patches"
-    )(frames)  # (B, 16, D)
+    )(frames)  # (B, NUM_FRAMES / AUDIO_PATCH, D)
     ids = tokenizer(token_ids)
     text_tokens = attn_layers.TokenAndPositionEmbedding(
         tokenizer.vocabulary_size,
@@ -260,22 +306,6 @@ def build_model(tokenizer, mel_mean, mel_std, hidden_dim, num_layers):
         for a, b in PAIRS
     }
     return keras.Model(
-        {"image": image, "log_mel": log_mel, "token_ids": token_ids},
-        outputs,
-        name="vatt",
-    )
-
-
-def with_waveform_input(vatt):
-    """The saved model: raw audio in, spectrogram inside."""
-    mel = mel_spectrogram()
-    image = keras.Input((8, 16, 1), name="image")
-    waveform = keras.Input((LENGTH,), name="waveform")
-    token_ids = keras.Input((TEXT_LENGTH,), dtype="int32", name="token_ids")
-    outputs = vatt(
-        {"image": image, "log_mel": mel(waveform), "token_ids": token_ids}
-    )
-    return keras.Model(
         {"image": image, "waveform": waveform, "token_ids": token_ids},
         outputs,
         name="multimodal_contrastive",
@@ -288,18 +318,23 @@ class Batches(keras.utils.PyDataset):
     Each batch is a run of a random permutation of the numbers, so no
     number appears twice in a batch (no false negatives for InfoNCE); the
     image is drawn from the training digit images, the sound from the
-    training utterances of that number, the text from a random language.
+    training utterances of that number, placed at a fresh random offset
+    in the window with fresh noise (5 to 30 dB SNR), the text from a
+    random language.
     """
 
-    def __init__(self, numbers, images, mels, texts, steps, seed):
+    def __init__(self, numbers, images, waves, texts, steps, seed):
         super().__init__()
-        self.numbers, self.images, self.mels, self.texts = (
+        self.numbers, self.images, self.waves, self.texts = (
             numbers,
             images,
-            mels,
+            waves,
             texts,
         )
         self.steps, self.seed, self.epoch = steps, seed, 0
+        self.noise = np.random.default_rng(seed).standard_normal(
+            1 << 20, "float32"
+        )
 
     def __len__(self):
         return self.steps
@@ -307,13 +342,15 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         numbers = rng.permutation(self.numbers)
-        audio = np.stack(
-            [self.mels[n][rng.integers(len(self.mels[n]))] for n in numbers]
-        )
+        clips = [
+            self.waves[n][rng.integers(len(self.waves[n]))] for n in numbers
+        ]
         language = rng.integers(len(self.texts), size=len(numbers))
         x = {
-            "image": number_images(numbers, self.images, rng),
-            "log_mel": audio,
+            "image": number_images(
+                numbers, self.images, rng, max_shift=IMAGE_SHIFT
+            ),
+            "waveform": self.place(clips, rng),
             "token_ids": np.stack(
                 [self.texts[k][n] for k, n in zip(language, numbers)]
             ),
@@ -321,14 +358,31 @@ class Batches(keras.utils.PyDataset):
         y = {f"{a}_{b}": numbers.astype("int32") for a, b in PAIRS}
         return x, y
 
+    def place(self, clips, rng):
+        """Clips at random offsets in the window, white noise added.
+
+        As `speech_data.to_fixed_length`, but the noise is a random slice
+        of one long stored noise signal (drawing fresh Gaussian noise for
+        every batch costs more than the training step).
+        """
+        out = np.zeros((len(clips), LENGTH), "float32")
+        snr = rng.uniform(5, 30, size=len(clips))
+        starts = rng.integers(0, len(self.noise) - LENGTH, size=len(clips))
+        for i, samples in enumerate(clips):
+            offset = int(rng.integers(0, LENGTH - len(samples) + 1))
+            out[i, offset : offset + len(samples)] = samples
+            noise_std = np.sqrt(np.mean(samples**2) / 10 ** (snr[i] / 10))
+            out[i] += noise_std * self.noise[starts[i] : starts[i] + LENGTH]
+        return out
+
     def on_epoch_end(self):
         self.epoch += 1
 
 
-def embed(model, image, audio, token_ids, audio_key):
+def embed(model, image, audio, token_ids):
     """The three embeddings (L2-normalized NumPy) of a batch of items."""
     out = model.predict(
-        {"image": image, audio_key: audio, "token_ids": token_ids},
+        {"image": image, "waveform": audio, "token_ids": token_ids},
         batch_size=len(image),
         verbose=0,
     )
@@ -364,7 +418,6 @@ def retrieve_words(model, tokenizer, waves, numbers):
         np.zeros((count, 8, 16, 1), "float32"),
         waves,
         np.zeros((count, TEXT_LENGTH), "int32"),
-        "waveform",
     )["audio"]
     gallery = len(numbers)
     text = embed(
@@ -372,23 +425,31 @@ def retrieve_words(model, tokenizer, waves, numbers):
         np.zeros((gallery, 8, 16, 1), "float32"),
         np.zeros((gallery, LENGTH), "float32"),
         english_gallery(tokenizer, numbers),
-        "waveform",
     )["text"]
     similarity = audio @ text.T  # (queries, gallery)
     return [int(numbers[i]) for i in similarity.argmax(-1)], similarity
 
 
 def speak(numbers, voice, cache_dir):
+    """Clips as in training: a random offset, light noise (30 dB SNR).
+
+    The model only ever heard noisy clips: a clean one, silence around
+    the word, is out of its training distribution (in the run recorded
+    above, 4 of 15 numbers right when clean, 15 of 15 at 30 dB). The
+    seed is fixed, so the same numbers give the same clips.
+    """
     waves = speech_data.synthesize_all(
         [(str(n), voice, 160, 50) for n in numbers], cache_dir
     )
-    return speech_data.to_fixed_length(waves, LENGTH)
+    return speech_data.to_fixed_length(
+        waves, LENGTH, np.random.default_rng(0), (30, 30)
+    )
 
 
 def predict(args):
     out = pathlib.Path(args.out)
     model = keras.models.load_model(out / "multimodal_contrastive.keras")
-    tokenizer = model.get_layer("vatt").get_layer("tokenizer")
+    tokenizer = model.get_layer("tokenizer")
     numbers = np.arange(int(json.loads((out / "numbers.json").read_text())))
     waves = speak(args.predict, args.voice, out / "cache")
     answers, similarity = retrieve_words(model, tokenizer, waves, numbers)
@@ -464,11 +525,11 @@ def main(args):
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
     if args.quick:
-        count, voices_per_number, copies, galleries = 20, 2, 1, 1
+        count, voices_per_number, galleries = 20, 2, 1
         hidden_dim, num_layers, epochs, steps = 32, 1, 2, 2
     else:
-        count, voices_per_number, copies, galleries = 100, 24, 2, 3
-        hidden_dim, num_layers, epochs, steps = 64, 2, 100, 20
+        count, voices_per_number, galleries = 100, 32, 3
+        hidden_dim, num_layers, epochs, steps = 64, 2, 250, 20
     epochs = args.epochs or epochs
     numbers = np.arange(count)
     (out / "numbers.json").write_text(json.dumps(count))
@@ -484,49 +545,45 @@ def main(args):
         tokenizer.encode(texts[lang], sequence_length=TEXT_LENGTH)
         for lang in LANGUAGES
     ]
-    train_utt = utterances(
-        np.repeat(numbers, voices_per_number), train_variants, rng
-    )
+    train_numbers = np.repeat(numbers, voices_per_number)
+    train_utt = utterances(train_numbers, train_variants, rng)
     test_utt = utterances(np.tile(numbers, galleries), test_variants, rng)
     train_waves = speech_data.synthesize_all(train_utt, cache)
     test_waves = speech_data.synthesize_all(test_utt, cache)
-    x_train_audio = np.concatenate(
-        [
-            speech_data.to_fixed_length(train_waves, LENGTH, rng, (5, 30))
-            for _ in range(copies)
-        ]
-    )
-    train_numbers = np.tile(np.repeat(numbers, voices_per_number), copies)
+    # Peak 0.5, at most LENGTH samples (as `speech_data.to_fixed_length`).
+    waves = {n: [] for n in numbers}
+    for n, w in zip(train_numbers, train_waves):
+        w = 0.5 * w / max(np.abs(w).max(), 1e-6)
+        cut = max(len(w) - LENGTH, 0) // 2
+        waves[n].append(w[cut : cut + LENGTH])
     x_test_audio = speech_data.to_fixed_length(
         test_waves, LENGTH, rng, (10, 30)
     )
-    mel = mel_spectrogram()
-    f_train = keras.ops.convert_to_numpy(mel(x_train_audio))
-    mean, std = float(f_train.mean()), float(f_train.std())
-    mels = {n: f_train[train_numbers == n] for n in numbers}
     print(
         f"data: {len(train_waves)} training utterances, {len(test_waves)} "
         f"by held-out voices {test_variants}; vocabulary "
         f"{tokenizer.vocabulary_size}; {time.time() - start:.0f} s"
     )
 
-    vatt = build_model(tokenizer, mean, std, hidden_dim, num_layers)
+    model = build_model(tokenizer, hidden_dim, num_layers, seed=args.seed)
     total_steps = epochs * steps
     schedule = keras.optimizers.schedules.CosineDecay(
         1e-4, total_steps, warmup_target=2e-3, warmup_steps=total_steps // 10
     )
-    vatt.compile(
+    model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.05),
-        loss={f"{a}_{b}": losses.InfoNCE(temperature=0.1) for a, b in PAIRS},
+        loss={
+            f"{a}_{b}": losses.InfoNCE(temperature=TEMPERATURE)
+            for a, b in PAIRS
+        },
     )
-    vatt.summary()
-    data = Batches(numbers, train_digits, mels, text_ids, steps, args.seed)
+    model.summary()
+    data = Batches(numbers, train_digits, waves, text_ids, steps, args.seed)
     start = time.time()
-    history = vatt.fit(data, epochs=epochs, verbose=2 if args.quick else 1)
+    history = model.fit(data, epochs=epochs, verbose=2 if args.quick else 1)
     train_time = time.time() - start
 
     # Held-out galleries: new digit images, new voices; every language.
-    model = with_waveform_input(vatt)
     model.save(out / "multimodal_contrastive.keras")
     recalls = {
         "image->audio": [],
@@ -541,7 +598,7 @@ def main(args):
         image = number_images(numbers, test_digits, test_rng)
         audio = x_test_audio[g * count : (g + 1) * count]
         for k in range(len(LANGUAGES)):
-            e = embed(model, image, audio, text_ids[k][:count], "waveform")
+            e = embed(model, image, audio, text_ids[k][:count])
             if k == 0:
                 recalls["image->audio"].append(
                     recall_at_1(e["image"], e["audio"])
@@ -558,6 +615,12 @@ def main(args):
 
     # Baseline: CCA on raw pixels, log-mel features, character counts.
     pairs_rng = np.random.default_rng(args.seed + 2)
+    mel = mel_spectrogram()
+    f_train = keras.ops.convert_to_numpy(
+        mel(
+            speech_data.to_fixed_length(train_waves, LENGTH, pairs_rng, (5, 30))
+        )
+    )
     pick = pairs_rng.integers(len(f_train), size=min(len(f_train), 4000))
     train_n = train_numbers[pick]
     lang = pairs_rng.integers(len(LANGUAGES), size=len(pick))
@@ -614,7 +677,7 @@ def main(args):
         base = f"{base:>14.3f}" if base is not None else f"{'':>14}"
         print(f"{key:<16}{value:>12.3f}{base}")
     print(
-        f"backend {backend}, {vatt.count_params():,} parameters, {epochs} "
+        f"backend {backend}, {model.count_params():,} parameters, {epochs} "
         f"epochs, train time {train_time:.0f} s"
     )
     result = {

@@ -14,6 +14,10 @@ the model never heard, in any accent.
 Synthesis costs a few milliseconds per word; the waveforms of a list of
 utterances are cached in one `.npz` file under the example's `--out`
 directory, keyed by a hash of the list.
+
+`SpecAugment` is the training-only augmentation of log-mel images both
+examples use (mel band shift and masks); it is registered for saving
+under the package name `speech_data`.
 """
 
 import concurrent.futures
@@ -27,6 +31,7 @@ import shutil
 import subprocess
 import wave
 
+import keras
 import numpy as np
 
 # The rate of the waveforms the examples use: espeak-ng's 22,050 Hz halved.
@@ -170,3 +175,72 @@ def to_fixed_length(waves, length, rng=None, snr_db=None):
             noise_std = np.sqrt(power / 10 ** (snr / 10))
             out[i] += rng.normal(0, noise_std, length).astype("float32")
     return out
+
+
+@keras.saving.register_keras_serializable(package="speech_data")
+class SpecAugment(keras.layers.Layer):
+    """Training-only augmentation of normalized log-mel images.
+
+    Each clip's mel bands are shifted by a random whole number of bands
+    in `[-max_shift, max_shift]` (a crude vocal-tract-length change: a
+    different voice moves the formants along the mel axis), then one
+    band of up to `freq_mask` mel bins and one stretch of up to
+    `time_mask` frames are set to zero (SpecAugment, Park et al., 2019).
+    At inference the layer is the identity.
+    """
+
+    def __init__(
+        self, max_shift=2, freq_mask=4, time_mask=8, seed=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.max_shift = max_shift
+        self.freq_mask = freq_mask
+        self.time_mask = time_mask
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _band(self, batch, size, max_width):
+        # A (batch, size) 0/1 mask: one random run of < max_width ones.
+        start = keras.random.randint(
+            (batch, 1), 0, size, seed=self.seed_generator
+        )
+        width = keras.random.randint(
+            (batch, 1), 0, max_width + 1, seed=self.seed_generator
+        )
+        pos = keras.ops.arange(size)[None, :]
+        return keras.ops.cast(
+            (pos >= start) & (pos < start + width), self.compute_dtype
+        )
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        batch = keras.ops.shape(x)[0]
+        mels, frames = x.shape[1], x.shape[2]
+        shift = keras.random.randint(
+            (batch, 1),
+            -self.max_shift,
+            self.max_shift + 1,
+            seed=self.seed_generator,
+        )
+        # Source band of each output band, (B, mels), clipped at the edges.
+        source = keras.ops.clip(
+            keras.ops.arange(mels)[None, :] - shift, 0, mels - 1
+        )
+        # (B, mels, mels) one-hot rows @ (B, mels, frames) -> shifted.
+        x = keras.ops.einsum(
+            "bmn,bnt->bmt", keras.ops.one_hot(source, mels, dtype=x.dtype), x
+        )
+        keep_f = 1.0 - self._band(batch, mels, self.freq_mask)  # (B, mels)
+        keep_t = 1.0 - self._band(batch, frames, self.time_mask)  # (B, T)
+        return x * keep_f[:, :, None] * keep_t[:, None, :]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            max_shift=self.max_shift,
+            freq_mask=self.freq_mask,
+            time_mask=self.time_mask,
+            seed=self.seed,
+        )
+        return config
