@@ -19,29 +19,8 @@ import numbers
 import keras
 from keras import ops
 
-
-def _check_positive_int(name, value):
-    """Returns `value` as a Python int, or raises naming the argument."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def _check_positive_number(name, value):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not value > 0
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive number. Received: {name}={value!r}"
-        )
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_number
 
 
 def _dtype_name(x):
@@ -110,8 +89,8 @@ def sine_position_encoding(positions, hidden_dim, max_wavelength=10000):
     References:
         - Attention Is All You Need (Vaswani et al., 2017).
     """
-    _check_positive_int("hidden_dim", hidden_dim)
-    _check_positive_number("max_wavelength", max_wavelength)
+    check_positive_int("hidden_dim", hidden_dim)
+    check_positive_number("max_wavelength", max_wavelength)
     positions = ops.cast(positions, "float32")
     channels = ops.arange(hidden_dim, dtype="int32")
     # Channels 2k and 2k + 1 share the frequency 1 / wavelength_k.
@@ -138,10 +117,10 @@ def sincos_1d(positions, dim, max_wavelength=10000):
     Returns:
         A float32 tensor of shape `P + (dim,)`.
     """
-    _check_positive_int("dim", dim)
+    check_positive_int("dim", dim)
     if dim % 2:
         raise ValueError(f"`dim` must be even. Received: dim={dim}")
-    _check_positive_number("max_wavelength", max_wavelength)
+    check_positive_number("max_wavelength", max_wavelength)
     half = dim // 2
     exponent = ops.arange(half, dtype="float32") / float(half)
     frequencies = ops.power(1.0 / float(max_wavelength), exponent)
@@ -179,9 +158,9 @@ def sincos_2d_positions(height, width, dim, max_wavelength=10000):
     References:
         - Masked Autoencoders Are Scalable Vision Learners (He et al., 2022).
     """
-    _check_positive_int("height", height)
-    _check_positive_int("width", width)
-    _check_positive_int("dim", dim)
+    check_positive_int("height", height)
+    check_positive_int("width", width)
+    check_positive_int("dim", dim)
     if dim % 4:
         raise ValueError(
             f"`dim` must be divisible by 4 (sin and cos for rows and "
@@ -224,14 +203,14 @@ def rotary_cos_sin(
         - RoFormer: Enhanced Transformer with Rotary Position Embedding
           (Su et al., 2021).
     """
-    _check_positive_int("rotary_dim", rotary_dim)
+    check_positive_int("rotary_dim", rotary_dim)
     if rotary_dim % 2:
         raise ValueError(
             f"`rotary_dim` must be even (channels rotate in pairs). "
             f"Received: rotary_dim={rotary_dim}"
         )
-    _check_positive_number("max_wavelength", max_wavelength)
-    _check_positive_number("scaling_factor", scaling_factor)
+    check_positive_number("max_wavelength", max_wavelength)
+    check_positive_number("scaling_factor", scaling_factor)
     exponent = ops.arange(0, rotary_dim, 2, dtype="float32") / rotary_dim
     inverse_freq = ops.power(float(max_wavelength), -exponent)
     inverse_freq = inverse_freq / float(scaling_factor)
@@ -285,8 +264,8 @@ def alibi_slopes(num_heads, alibi_bias_max=8):
         - Train Short, Test Long: Attention with Linear Biases Enables
           Input Length Extrapolation (Press et al., 2022).
     """
-    _check_positive_int("num_heads", num_heads)
-    _check_positive_number("alibi_bias_max", alibi_bias_max)
+    check_positive_int("num_heads", num_heads)
+    check_positive_number("alibi_bias_max", alibi_bias_max)
 
     def geometric(n):
         ratio = 2.0 ** (-alibi_bias_max / n)
@@ -340,7 +319,7 @@ def alibi_bias(
         # A scalar tensor is a length unknown until run time (a None
         # sequence axis); Python values are checked here.
         if isinstance(value, (numbers.Number, type(None))):
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
     if start_index is None:
         start_index = key_length - query_length
     slopes = alibi_slopes(num_heads, alibi_bias_max)
@@ -381,8 +360,8 @@ def t5_relative_position_bucket(
         - Exploring the Limits of Transfer Learning with a Unified
           Text-to-Text Transformer (Raffel et al., 2020).
     """
-    _check_positive_int("num_buckets", num_buckets)
-    _check_positive_int("max_distance", max_distance)
+    check_positive_int("num_buckets", num_buckets)
+    check_positive_int("max_distance", max_distance)
     n = -ops.cast(relative_position, "int32")  # query - key
     bucket = ops.zeros_like(n)
     if bidirectional:

@@ -18,6 +18,20 @@ from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_positive_number
 
 ROPE_TYPES = ("linear", "dynamic", "yarn", "llama3")
+# The arguments of `rope_inverse_frequencies` after `rotary_dim`: what a
+# rotary layer stores and serializes.
+FREQUENCY_ARGUMENTS = (
+    "max_wavelength",
+    "scaling_factor",
+    "rope_type",
+    "beta_fast",
+    "beta_slow",
+    "original_max_position_embeddings",
+    "truncate",
+    "denominator_dim",
+    "low_freq_factor",
+    "high_freq_factor",
+)
 
 
 def check_rope_arguments(

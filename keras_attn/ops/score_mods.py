@@ -20,6 +20,8 @@ through the hook.
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_number
 from keras_attn.ops import positions as position_ops
 
 
@@ -114,8 +116,8 @@ class AlibiScoreMod(ScoreMod):
     """
 
     def __init__(self, num_heads, alibi_bias_max=8, bidirectional=False):
-        position_ops._check_positive_int("num_heads", num_heads)
-        position_ops._check_positive_number("alibi_bias_max", alibi_bias_max)
+        check_positive_int("num_heads", num_heads)
+        check_positive_number("alibi_bias_max", alibi_bias_max)
         self.num_heads = num_heads
         self.alibi_bias_max = alibi_bias_max
         self.bidirectional = bool(bidirectional)
@@ -178,8 +180,8 @@ def relative_position_score_mod(
         - Raffel et al., "Exploring the Limits of Transfer Learning with a
           Unified Text-to-Text Transformer", 2020.
     """
-    position_ops._check_positive_int("num_buckets", num_buckets)
-    position_ops._check_positive_int("max_distance", max_distance)
+    check_positive_int("num_buckets", num_buckets)
+    check_positive_int("max_distance", max_distance)
     if len(tuple(table.shape)) != 2 or table.shape[0] != num_buckets:
         raise ValueError(
             "`table` must have shape (num_buckets, num_heads) with "

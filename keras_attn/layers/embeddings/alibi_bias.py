@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_number
 from keras_attn.ops import positions as position_ops
 
 
@@ -57,7 +58,7 @@ class AlibiBias(keras.layers.Layer):
 
     def __init__(self, alibi_bias_max=8, **kwargs):
         super().__init__(**kwargs)
-        position_ops._check_positive_number("alibi_bias_max", alibi_bias_max)
+        check_positive_number("alibi_bias_max", alibi_bias_max)
         self.alibi_bias_max = alibi_bias_max
         self.built = True
 

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_int
 from keras_attn.ops import positions as position_ops
 
 
@@ -54,7 +55,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        self.sequence_length = position_ops._check_positive_int(
+        self.sequence_length = check_positive_int(
             "sequence_length", sequence_length
         )
         self.initializer = keras.initializers.get(initializer)

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_int
 from keras_attn.ops import positions as position_ops
 from keras_attn.ops.score_mods import relative_position_score_mod
 
@@ -77,15 +78,9 @@ class RelativePositionBias(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_heads = position_ops._check_positive_int(
-            "num_heads", num_heads
-        )
-        self.num_buckets = position_ops._check_positive_int(
-            "num_buckets", num_buckets
-        )
-        self.max_distance = position_ops._check_positive_int(
-            "max_distance", max_distance
-        )
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.num_buckets = check_positive_int("num_buckets", num_buckets)
+        self.max_distance = check_positive_int("max_distance", max_distance)
         self.bidirectional = bool(bidirectional)
         per_direction = num_buckets // 2 if bidirectional else num_buckets
         if per_direction < 2:
@@ -121,7 +116,7 @@ class RelativePositionBias(keras.layers.Layer):
             ("key_length", key_length),
         ):
             if isinstance(value, (int, float)):
-                position_ops._check_positive_int(name, value)
+                check_positive_int(name, value)
         if not self.built:
             self.build(None)
         # (T, S) int32

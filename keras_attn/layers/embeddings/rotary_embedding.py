@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_number
 from keras_attn.ops import positions as position_ops
 from keras_attn.ops import rope as rope_ops
 
@@ -134,21 +135,7 @@ class RotaryEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        rope_ops.check_rope_arguments(
-            max_wavelength,
-            scaling_factor,
-            rope_type,
-            beta_fast,
-            beta_slow,
-            original_max_position_embeddings,
-            truncate,
-            denominator_dim,
-            low_freq_factor,
-            high_freq_factor,
-        )
-        position_ops._check_positive_number(
-            "partial_rotary_factor", partial_rotary_factor
-        )
+        check_positive_number("partial_rotary_factor", partial_rotary_factor)
         if partial_rotary_factor > 1:
             raise ValueError(
                 "`partial_rotary_factor` must be in (0, 1]. Received: "
@@ -175,7 +162,14 @@ class RotaryEmbedding(keras.layers.Layer):
         self.low_freq_factor = low_freq_factor
         self.high_freq_factor = high_freq_factor
         self.partial_rotary_factor = partial_rotary_factor
+        rope_ops.check_rope_arguments(**self._frequency_arguments())
         self.built = True
+
+    def _frequency_arguments(self):
+        """The keyword arguments of `rope_inverse_frequencies` set here."""
+        return {
+            name: getattr(self, name) for name in rope_ops.FREQUENCY_ARGUMENTS
+        }
 
     # The number of channels of a rotary unit: the head (1-D), half of it
     # (2-D, see RotaryEmbedding2D).
@@ -240,17 +234,7 @@ class RotaryEmbedding(keras.layers.Layer):
         features = x.shape[-1]
         rotary_dim = self._rotary_dim(features)
         inverse_frequencies = rope_ops.rope_inverse_frequencies(
-            rotary_dim,
-            self.max_wavelength,
-            self.scaling_factor,
-            self.rope_type,
-            self.beta_fast,
-            self.beta_slow,
-            self.original_max_position_embeddings,
-            self.truncate,
-            self.denominator_dim,
-            self.low_freq_factor,
-            self.high_freq_factor,
+            rotary_dim, **self._frequency_arguments()
         )
         cos, sin = rope_ops.rope_cos_sin(
             positions,
@@ -286,20 +270,9 @@ class RotaryEmbedding(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "max_wavelength": self.max_wavelength,
-                "scaling_factor": self.scaling_factor,
-                "rope_type": self.rope_type,
-                "beta_fast": self.beta_fast,
-                "beta_slow": self.beta_slow,
-                "original_max_position_embeddings": (
-                    self.original_max_position_embeddings
-                ),
-                "truncate": self.truncate,
+                **self._frequency_arguments(),
                 "sequence_axis": self.sequence_axis,
                 "feature_axis": self.feature_axis,
-                "denominator_dim": self.denominator_dim,
-                "low_freq_factor": self.low_freq_factor,
-                "high_freq_factor": self.high_freq_factor,
                 "partial_rotary_factor": self.partial_rotary_factor,
             }
         )

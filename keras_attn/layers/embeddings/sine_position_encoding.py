@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_number
 from keras_attn.ops import positions as position_ops
 
 
@@ -51,7 +52,7 @@ class SinePositionEncoding(keras.layers.Layer):
 
     def __init__(self, max_wavelength=10000, **kwargs):
         super().__init__(**kwargs)
-        position_ops._check_positive_number("max_wavelength", max_wavelength)
+        check_positive_number("max_wavelength", max_wavelength)
         self.max_wavelength = max_wavelength
         self.built = True
 

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_int
 from keras_attn.layers.embeddings.position_embedding import PositionEmbedding
 from keras_attn.ops import positions as position_ops
 
@@ -87,15 +88,13 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.vocabulary_size = position_ops._check_positive_int(
+        self.vocabulary_size = check_positive_int(
             "vocabulary_size", vocabulary_size
         )
-        self.sequence_length = position_ops._check_positive_int(
+        self.sequence_length = check_positive_int(
             "sequence_length", sequence_length
         )
-        self.embedding_dim = position_ops._check_positive_int(
-            "embedding_dim", embedding_dim
-        )
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         self.tie_weights = bool(tie_weights)
         self.embeddings_initializer = keras.initializers.get(
             embeddings_initializer

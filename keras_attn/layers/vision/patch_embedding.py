@@ -4,6 +4,8 @@ import numbers
 import keras
 from keras import ops
 
+from keras_attn._validation import check_positive_int
+from keras_attn._validation import check_positive_number
 from keras_attn.ops import positions as position_ops
 
 _POSITIONS = ("learned", "sine", None)
@@ -199,9 +201,7 @@ class PatchEmbedding(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.patch_size = _check_patch_size(patch_size)
-        self.hidden_dim = position_ops._check_positive_int(
-            "hidden_dim", hidden_dim
-        )
+        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         if not isinstance(use_class_token, bool):
             raise ValueError(
                 "`use_class_token` must be a bool. Received: "
@@ -227,7 +227,7 @@ class PatchEmbedding(keras.layers.Layer):
                 f"Received: data_format={data_format!r}"
             )
         self.data_format = data_format
-        position_ops._check_positive_number("max_wavelength", max_wavelength)
+        check_positive_number("max_wavelength", max_wavelength)
         self.max_wavelength = max_wavelength
         if position == "sine" and len(self.patch_size) == 2 and hidden_dim % 4:
             raise ValueError(
