@@ -65,6 +65,18 @@ class RNNAttentionBase(keras.layers.Layer):
             f"{type(self).__name__} does not carry alignments between steps."
         )
 
+    def next_alignment_state(self, previous_state, alignments):
+        """What the loop carries to the next step, from this step's output.
+
+        The alignments themselves by default; a location-sensitive
+        attention with cumulative features returns their running sum.
+
+        Args:
+            previous_state: `(B, S)`, the carried state of the last step.
+            alignments: `(B, S)`, this step's alignments.
+        """
+        return alignments
+
     def draw_step_noise(self, steps, batch_size, memory_length, training):
         """Noise for every decoder step at once, or None.
 

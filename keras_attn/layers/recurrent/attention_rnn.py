@@ -4,21 +4,20 @@ import keras
 from keras import ops
 
 from keras_attn import _validation
-from keras_attn.layers.attention._rnn_attention_base import RNNAttentionBase
 from keras_attn.layers.attention._rnn_attention_base import (
     check_per_memory_position,
 )
+from keras_attn.layers.recurrent._attention_core import AttentionCore
 from keras_attn.layers.recurrent._attention_rnn_outputs import (
     AttentionRNNOutputs,
 )
-from keras_attn.layers.recurrent._cells import cell_output_size
 from keras_attn.layers.recurrent._cells import draw_dropout_masks
 from keras_attn.layers.recurrent._cells import reset_dropout_masks
 from keras_attn.layers.recurrent._time_loop import masked_time_loop
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class AttentionRNN(AttentionRNNOutputs, keras.layers.Layer):
+class AttentionRNN(AttentionRNNOutputs, AttentionCore, keras.layers.Layer):
     """Runs an RNN cell with attention over a memory, step by step.
 
     The Keras 3 successor of `tensorflow_addons.seq2seq.AttentionWrapper`
@@ -130,38 +129,24 @@ class AttentionRNN(AttentionRNNOutputs, keras.layers.Layer):
         return_sequences=True,
         return_state=False,
         return_alignments=False,
+        attention_layer=None,
+        cell_input_fn=None,
         **kwargs,
     ):
-        if isinstance(cell, dict):
-            cell = keras.saving.deserialize_keras_object(cell)
-        if isinstance(attention, dict):
-            attention = keras.saving.deserialize_keras_object(attention)
-        if not isinstance(cell, keras.layers.Layer) or not hasattr(
-            cell, "state_size"
-        ):
-            raise ValueError(
-                "`cell` must be a Keras RNN cell (a layer with `state_size`)"
-                f". Received: cell={cell!r}"
-            )
-        if not isinstance(attention, RNNAttentionBase):
-            raise ValueError(
-                "`attention` must be a BahdanauAttention or LuongAttention "
-                "layer (or a monotonic one). Received: "
-                f"attention={attention!r}"
-            )
-        attention_layer_size = _validation.check_positive_int(
-            "attention_layer_size", attention_layer_size, allow_none=True
+        self._init_core(
+            cell,
+            attention,
+            attention_layer_size,
+            attention_layer,
+            cell_input_fn,
+            output_attention,
+            carry_alignments=False,
         )
         super().__init__(**kwargs)
-        self.cell = cell
-        self.attention = attention
-        self.attention_layer_size = attention_layer_size
-        self.output_attention = bool(output_attention)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.return_alignments = bool(return_alignments)
         self.supports_masking = True
-        self._memory_dim = None  # known once built
 
     # -- validation -------------------------------------------------------
 
@@ -206,103 +191,35 @@ class AttentionRNN(AttentionRNNOutputs, keras.layers.Layer):
         self._validate(
             keras.KerasTensor(inputs_shape), keras.KerasTensor(memory_shape)
         )
-        self._input_dim = int(inputs_shape[-1])
-        self._memory_dim = int(memory_shape[-1])
-        # Input feeding: the cell reads the input and the previous attention.
-        if not self.cell.built:
-            self.cell.build((None, self._cell_input_dim))
-        self._cell_output_dim = cell_output_size(self.cell)
-        if not self.attention.built:
-            self.attention.build(
-                (None, self._cell_output_dim), tuple(memory_shape)
-            )
-        self.attention_layer = None
-        if self.attention_layer_size is not None:
-            self.attention_layer = keras.layers.Dense(
-                self.attention_layer_size,
-                use_bias=False,
-                dtype=self.dtype_policy,
-                name="attention_layer",
-            )
-            self.attention_layer.build(
-                (None, self._cell_output_dim + self._memory_dim)
-            )
+        self._build_core(inputs_shape[-1], memory_shape)
         self.built = True
-
-    @property
-    def attention_dim(self):
-        """Size of the attention vector: `attention_layer_size`, else `Dm`."""
-        if self.attention_layer_size is not None:
-            return self.attention_layer_size
-        if self._memory_dim is None:
-            raise ValueError(
-                "The attention vector has the memory's size when "
-                "`attention_layer_size` is None, and this AttentionRNN has "
-                "not seen a memory yet: call it once, or "
-                "`build(inputs_shape, memory_shape)`, before asking for its "
-                "initial state or sizes (or set `attention_layer_size`). "
-                "Received: attention_layer_size=None"
-            )
-        return self._memory_dim
-
-    @property
-    def _cell_input_dim(self):
-        return self._input_dim + self.attention_dim
-
-    @property
-    def output_size(self):
-        """Size of each step's output (needs the layer built)."""
-        if self.output_attention:
-            return self.attention_dim
-        return self._cell_output_dim
-
-    def precompute(self, memory):
-        """The attention's key projection of `memory`, once per sequence."""
-        return self.attention.precompute(memory)
 
     def get_initial_state(
         self, batch_size, cell_state=None, memory_length=None, dtype=None
     ):
         """The state before the first step: `(cell_state, zeros (B, A))`.
 
-        With a monotonic attention, the state has a third item, the
-        alignments `(B, S)`, one-hot on memory position 0. Works before
-        the layer is built when `attention_layer_size` is set (the
-        attention vector's size is then known); otherwise the layer must
-        have been called or built first (a `ValueError` says so).
+        With a monotonic or location-sensitive attention, the state has a
+        third item, the alignment state `(B, S)` (one-hot on memory
+        position 0 for a monotonic attention, zeros for a location one).
+        With a list of mechanisms, the third item is a tuple of one `(B, S)`
+        alignment state per mechanism (the last alignments, or what the
+        mechanism carries). Works before the layer is built when the
+        attention vector's size is known (`attention_layer_size` set);
+        otherwise the layer must have been called or built first (a
+        `ValueError` says so).
 
         Args:
             batch_size: int or scalar tensor.
             cell_state: optional cell state to start from (e.g. the
                 encoder's final state); zeros by default.
-            memory_length: int or scalar tensor, `S`; needed by a
-                monotonic attention only.
+            memory_length: int or scalar tensor, `S`; needed when the state
+                carries alignments.
             dtype: optional dtype of the state (tfa's argument); defaults
                 to the cell's compute dtype for the cell state and the
                 layer's for the rest.
         """
-        attention_dim = self.attention_dim
-        if cell_state is None:
-            cell_state = self.cell.get_initial_state(batch_size=batch_size)
-        # The cell keeps its own dtype policy; its state lives in it.
-        cell_dtype = dtype or self.cell.compute_dtype
-        cell_state = keras.tree.map_structure(
-            lambda x: ops.cast(x, cell_dtype), cell_state
-        )
-        dtype = dtype or self.compute_dtype
-        attention = ops.zeros((batch_size, attention_dim), dtype=dtype)
-        if not self.attention.needs_previous_alignments:
-            return (cell_state, attention)
-        if memory_length is None:
-            raise ValueError(
-                "A monotonic attention needs `memory_length` for its initial "
-                f"alignments. Received: memory_length={memory_length!r}"
-            )
-        alignments = ops.cast(
-            self.attention.initial_alignments(batch_size, memory_length),
-            dtype,
-        )
-        return (cell_state, attention, alignments)
+        return self._initial_state(batch_size, cell_state, memory_length, dtype)
 
     def step(
         self,
@@ -317,9 +234,7 @@ class AttentionRNN(AttentionRNNOutputs, keras.layers.Layer):
 
         Args:
             inputs: `(B, D)`, this step's input.
-            state: `(cell_state, attention_vector)` (and `alignments`
-                last for a monotonic attention), from `get_initial_state`
-                or the previous step.
+            state: from `get_initial_state` or the previous step.
             memory: `(B, S, Dm)`.
             keys: optional `precompute(memory)` (computed here if None).
             memory_mask: optional `(B, S)` boolean mask.
@@ -328,71 +243,30 @@ class AttentionRNN(AttentionRNNOutputs, keras.layers.Layer):
 
         Returns:
             `(output, new_state, alignments)`: output `(B, A)`, the state
-            for the next step, alignments `(B, S)`. The layer is built on
+            for the next step, alignments `(B, S)` (a tuple of them, one
+            per mechanism, for a list of mechanisms). The layer is built on
             first use.
         """
         if not self.built:
             self.build((None, None, inputs.shape[-1]), tuple(memory.shape))
+        if keys is None:
+            keys = self.precompute(memory)
         if training:
             # Fresh masks for this step only (nothing stays cached).
             draw_dropout_masks(
-                self.cell, ops.shape(inputs)[0], self._cell_input_dim
+                self.cell, ops.shape(inputs)[0], self._cell_input_dim()
             )
         try:
-            return self._step(
+            output, state, alignments = self._step(
                 inputs, state, memory, keys, memory_mask, training
             )
         finally:
             reset_dropout_masks(self.cell)
-
-    def _step(
-        self,
-        inputs,
-        state,
-        memory,
-        keys,
-        memory_mask,
-        training,
-        energy_noise=None,
-    ):
-        cell_state, attention = state[0], state[1]
-        inputs = ops.cast(inputs, self.compute_dtype)
-        cell_inputs = ops.concatenate([inputs, attention], axis=-1)
-        cell_output, new_cell_state = self.cell(
-            cell_inputs, cell_state, training=training
-        )
-        # Cells return lists or bare tensors depending on their input; keep
-        # the structure of the incoming state so the loop carry is stable.
-        new_cell_state = keras.tree.pack_sequence_as(
-            cell_state, keras.tree.flatten(new_cell_state)
-        )
-        extra = {}
-        if self.attention.needs_previous_alignments:
-            extra = {"previous_alignments": state[2], "training": training}
-        if energy_noise is not None:
-            extra["energy_noise"] = energy_noise
-        context, alignments = self.attention(
-            cell_output,
-            memory,
-            memory_mask=memory_mask,
-            keys=keys,
-            return_attention_scores=True,
-            **extra,
-        )
-        if self.attention_layer is not None:
-            attention = self.attention_layer(
-                ops.concatenate([cell_output, context], axis=-1)
+        if self._multi:
+            alignments = tuple(
+                ops.split(alignments, len(self._mechanisms), axis=-1)
             )
-        else:
-            attention = context
-        attention = ops.cast(attention, self.compute_dtype)
-        output = attention if self.output_attention else cell_output
-        output = ops.cast(output, self.compute_dtype)
-        new_state = (new_cell_state, attention)
-        if self.attention.needs_previous_alignments:
-            alignments = ops.cast(alignments, self.compute_dtype)
-            new_state = new_state + (alignments,)
-        return output, new_state, alignments
+        return output, state, alignments
 
     def call(
         self,
@@ -412,16 +286,17 @@ class AttentionRNN(AttentionRNNOutputs, keras.layers.Layer):
         state = self.get_initial_state(batch_size, initial_state, memory_length)
         # Random draws before the loop: a seed generator cannot advance its
         # state from inside a compiled JAX loop.
-        noise = self.attention.draw_step_noise(
+        noise = self._draw_noise(
             steps, batch_size, memory_length, training
-        )  # (T, B, S) or None
-        draw_dropout_masks(self.cell, batch_size, self._cell_input_dim)
+        )  # {mechanism index: (T, B, S)} or None
+        draw_dropout_masks(self.cell, batch_size, self._cell_input_dim())
 
         def step_fn(x_t, state, noise_t):
             return self._step(
                 x_t, state, memory, keys, memory_mask, training, noise_t
             )
 
+        count = len(self._mechanisms)
         try:
             outputs, last_output, state, alignments = masked_time_loop(
                 step_fn,
@@ -429,41 +304,30 @@ class AttentionRNN(AttentionRNNOutputs, keras.layers.Layer):
                 state,
                 mask,
                 self.output_size,
-                memory_length,
+                count * memory_length,
                 self.compute_dtype,
                 per_step=noise,
-            )
+            )  # alignments (B, T, K * S)
         finally:
             reset_dropout_masks(self.cell)
         result = [outputs if self.return_sequences else last_output]
         if self.return_state:
             result.append(state)
         if self.return_alignments:
+            if self._multi:
+                # One (B, T, S) per mechanism.
+                alignments = tuple(ops.split(alignments, count, axis=-1))
             result.append(alignments)
         return result[0] if len(result) == 1 else tuple(result)
 
     def get_config(self):
         config = super().get_config()
+        config.update(self._core_config())
         config.update(
             {
-                "cell": keras.saving.serialize_keras_object(self.cell),
-                "attention": keras.saving.serialize_keras_object(
-                    self.attention
-                ),
-                "attention_layer_size": self.attention_layer_size,
-                "output_attention": self.output_attention,
                 "return_sequences": self.return_sequences,
                 "return_state": self.return_state,
                 "return_alignments": self.return_alignments,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["cell"] = keras.saving.deserialize_keras_object(config["cell"])
-        config["attention"] = keras.saving.deserialize_keras_object(
-            config["attention"]
-        )
-        return cls(**config)
