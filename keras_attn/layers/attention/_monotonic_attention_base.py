@@ -96,6 +96,13 @@ class MonotonicAttentionMixin:
         sigmoid_noise = check_number("sigmoid_noise", sigmoid_noise, 0.0)
         score_bias_init = check_number("score_bias_init", score_bias_init)
         check_choice("mode", mode, MODES)
+        probability_fn = kwargs.pop("probability_fn", "softmax")
+        if probability_fn != "softmax":
+            raise ValueError(
+                "A monotonic attention normalises with its own monotonic "
+                "alignment, not a `probability_fn`. Received: "
+                f"probability_fn={probability_fn!r}"
+            )
         if seed is not None:
             check_non_negative_int("seed", seed)
         super().__init__(**kwargs)
@@ -106,6 +113,7 @@ class MonotonicAttentionMixin:
 
     def get_config(self):
         config = super().get_config()
+        config.pop("probability_fn", None)
         config.update(
             {
                 "sigmoid_noise": self.sigmoid_noise,

@@ -133,6 +133,7 @@ class AttentionRNN(AttentionRNNOutputs, AttentionCore, keras.layers.Layer):
         cell_input_fn=None,
         **kwargs,
     ):
+        super().__init__(**kwargs)
         self._init_core(
             cell,
             attention,
@@ -142,7 +143,6 @@ class AttentionRNN(AttentionRNNOutputs, AttentionCore, keras.layers.Layer):
             output_attention,
             carry_alignments=False,
         )
-        super().__init__(**kwargs)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.return_alignments = bool(return_alignments)
