@@ -24,9 +24,14 @@ class AttentionRNNCell(AttentionCore, keras.layers.Layer):
     Keras expects.
 
     The memory is not an input of a cell: give it with
-    `setup_memory(memory, memory_mask)` before the RNN runs (in the same
-    `call`, or the same traced function, as the RNN that uses it). It
-    projects the memory's keys once there.
+    `setup_memory(memory, memory_mask)` before the RNN runs, in the same
+    `call` (or traced function) as the RNN that uses it, so that gradients
+    reach the encoder. The mechanisms' key projections of the memory are
+    computed once per sequence, by `setup_memory` and again by
+    `get_initial_state` (which `keras.layers.RNN` calls at the start of
+    each sequence unless given `initial_state`): after changing weights
+    (`set_weights`, a training step) without either, call `setup_memory`
+    again.
 
     The state is a flat list: the wrapped cell's state (flattened, e.g.
     `[h, c]` for an `LSTMCell`), the attention vector `(B, A)`, then one
@@ -173,6 +178,10 @@ class AttentionRNNCell(AttentionCore, keras.layers.Layer):
             cell_state: optional state of the wrapped cell to start from.
         """
         self._require_memory()
+        if self.built:
+            # Fresh keys for the sequence that starts: the weights may have
+            # changed since `setup_memory`.
+            self._keys = self.precompute(self._memory)
         state = self._initial_state(
             batch_size, cell_state, int(self._memory.shape[1]), None
         )
