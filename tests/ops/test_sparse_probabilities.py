@@ -1,5 +1,6 @@
 """Tests of ops.sparsemax and ops.hardmax against NumPy references."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -68,8 +69,6 @@ def test_sparsemax_float16_and_paper_example():
 
 
 def test_sparsemax_gradient_matches_closed_form(rng):
-    import keras
-
     z = rng.standard_normal((5,)).astype("float32")
     weights = rng.standard_normal((5,)).astype("float32")
     p = np_sparsemax(z)

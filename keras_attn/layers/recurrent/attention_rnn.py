@@ -24,13 +24,15 @@ class AttentionRNN(AttentionRNNOutputs, AttentionCore, keras.layers.Layer):
     with `keras.layers.RNN` built in. At each decoder step `t`:
 
     1. input feeding: the cell reads `concat([x_t, a_{t-1}])`, the step's
-       input and the previous attention vector (zeros at the first step);
+       input and the previous attention vector (zeros at the first step),
+       or `cell_input_fn(x_t, a_{t-1})`;
     2. the cell runs: `h_t, state_t = cell(..., state_{t-1})`;
     3. `attention` scores the memory with `h_t` as query, giving the
        alignment `alpha_t` `(B, S)` and the context `c_t` `(B, Dm)`;
     4. the attention vector is `a_t = W_c [h_t; c_t]` (a bias-free `Dense`
-       of `attention_layer_size` units, the `tanh`-free form of tfa), or
-       `a_t = c_t` when `attention_layer_size` is None;
+       of `attention_layer_size` units, the `tanh`-free form of tfa), the
+       user's `attention_layer([h_t; c_t])`, or `a_t = c_t` when neither
+       is given;
     5. the step's output is `a_t` (`output_attention=True`, Luong style) or
        `h_t` (`output_attention=False`, Bahdanau style).
 
@@ -44,26 +46,39 @@ class AttentionRNN(AttentionRNNOutputs, AttentionCore, keras.layers.Layer):
     `LuongMonotonicAttention`) needs the previous step's alignment: the
     state then carries it as a third item,
     `(cell_state, attention_vector, alignments)`, starting one-hot on
-    memory position 0.
+    memory position 0. A `LocationSensitiveAttention` carries its
+    cumulative alignments there, starting at zeros.
+
+    Several mechanisms (a list, as tfa's `AttentionWrapper` took) all
+    attend over the same memory with the same query `h_t`; each has its
+    own attention vector (its own `attention_layer_size` or
+    `attention_layer`, lists with one item per mechanism), and `a_t` is
+    their concatenation. The state's third item is then a tuple of one
+    `(B, S)` alignment state per mechanism, and `return_alignments` gives
+    a tuple of `(B, T, S)` alignments. `AttentionRNNCell` is the same step
+    as a Keras RNN cell.
 
     Dropout inside the cell (`LSTMCell(64, dropout=0.2,
     recurrent_dropout=0.2)`) works as in `keras.layers.RNN`: the cell's
     masks are drawn once per sequence, before the loop, and the same masks
     apply at every step (variational dropout), in training only.
 
-    The layer asks of its `attention` only the hooks that the Bahdanau and
-    Luong attentions all declare: `precompute(memory)`,
-    `needs_previous_alignments` with `initial_alignments(batch, length)`,
-    and `draw_step_noise(steps, batch, length, training)`.
+    The layer asks of its `attention` only the hooks that the RNN
+    attentions all declare: `precompute(memory)`,
+    `needs_previous_alignments` with `initial_alignments(batch, length)`
+    and `next_alignment_state(previous, alignments)`, and
+    `draw_step_noise(steps, batch, length, training)`.
 
     Args:
         cell: a Keras RNN cell (`LSTMCell`, `GRUCell`, `SimpleRNNCell`,
             `StackedRNNCells` or any layer with `state_size` and
             `call(inputs, states) -> (output, new_states)`).
-        attention: a `BahdanauAttention` or `LuongAttention` layer, or one
-            of their monotonic forms.
+        attention: a `BahdanauAttention`, `LuongAttention` or
+            `LocationSensitiveAttention` layer, or a monotonic one; or a
+            list of them (see above).
         attention_layer_size: positive int or None, units of the attention
-            vector `W_c [h_t; c_t]`; None uses the context itself.
+            vector `W_c [h_t; c_t]`; None uses the context itself. With a
+            list of mechanisms, a list of ints (one per mechanism) or None.
         output_attention: bool, output the attention vector (True) or the
             cell output (False) at each step.
         return_sequences: bool, return all steps `(B, T, .)` or the last
@@ -72,7 +87,15 @@ class AttentionRNN(AttentionRNNOutputs, AttentionCore, keras.layers.Layer):
             `(cell_state, attention_vector)` (with `alignments` last for a
             monotonic attention).
         return_alignments: bool, also return the alignment history
-            `(B, T, S)`.
+            `(B, T, S)` (a tuple of them with a list of mechanisms).
+        attention_layer: instead of `attention_layer_size`, a Keras layer
+            applied to `[h_t; c_t]` (a list, one per mechanism, with a list
+            of mechanisms), e.g. `Dense(units, activation="tanh")`.
+        cell_input_fn: callable `(inputs, attention) -> cell_inputs`, the
+            cell's input at each step; None is
+            `concatenate([inputs, attention], -1)`. Use a registered
+            function (`keras.saving.register_keras_serializable`) or a
+            layer, so that `.keras` files load in safe mode.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -90,7 +113,8 @@ class AttentionRNN(AttentionRNNOutputs, AttentionCore, keras.layers.Layer):
 
     Returns:
         `outputs` `(B, T, A)` (or `(B, A)` with `return_sequences=False`),
-        where `A` is `attention_layer_size`, `Dm` or the cell's output size;
+        where `A` is the attention vector's size (summed over mechanisms)
+        or the cell's output size;
         then, if asked, `state = (cell_state, attention_vector)` and the
         `alignments` `(B, T, S)`, in that order, as a tuple.
 
@@ -111,6 +135,19 @@ class AttentionRNN(AttentionRNNOutputs, AttentionCore, keras.layers.Layer):
     memory = np.random.rand(2, 6, 12).astype("float32")
     outputs, alignments = decoder(targets, memory)
     # outputs: (2, 4, 16); alignments: (2, 4, 6).
+
+    # Two mechanisms over the same memory, each with its attention layer.
+    decoder = AttentionRNN(
+        keras.layers.GRUCell(16),
+        [LuongAttention("general"), LuongAttention("general", scale=True)],
+        attention_layer=[
+            keras.layers.Dense(8, activation="tanh"),
+            keras.layers.Dense(4),
+        ],
+        return_alignments=True,
+    )
+    outputs, (first, second) = decoder(targets, memory)
+    # outputs: (2, 4, 12); first, second: (2, 4, 6).
     ```
 
     References:
