@@ -162,13 +162,21 @@ class AttentionRNNCell(AttentionCore, keras.layers.Layer):
 
     @property
     def state_size(self):
-        """Flat list: the wrapped cell's sizes, `A`, then `S` per mechanism."""
+        """Flat list: the wrapped cell's sizes, `A`, then `S` per mechanism.
+
+        Complete once `setup_memory` has run. Before (`keras.layers.RNN`
+        reads it when constructed, for its output shapes only), the sizes
+        that need the memory are None.
+        """
         cell_sizes = keras.tree.flatten(self.cell.state_size)
-        self._require_memory()
-        length = int(self._memory.shape[1])
-        return (
-            cell_sizes + [self.attention_dim] + [length] * len(self._mechanisms)
-        )
+        length = None
+        if self._memory is not None:
+            length = int(self._memory.shape[1])
+        try:
+            attention_dim = self.attention_dim
+        except ValueError:  # it is the memory's size, not known yet
+            attention_dim = None
+        return cell_sizes + [attention_dim] + [length] * len(self._mechanisms)
 
     def get_initial_state(self, batch_size=None, cell_state=None):
         """The flat initial state (zeros, one-hot 0 for monotonic ones).

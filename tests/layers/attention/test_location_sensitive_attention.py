@@ -47,7 +47,7 @@ def _np_location_step(layer, query, memory, mask, carried):
 def data():
     rng = np.random.default_rng(3)
     memory = rng.standard_normal((B, S, DM)).astype("float32")
-    queries = rng.standard_normal((4, B, DQ)).astype("float32")
+    queries = rng.standard_normal((3, B, DQ)).astype("float32")
     mask = np.ones((B, S), bool)
     mask[1, 5:] = False
     return queries, memory, mask

@@ -141,7 +141,7 @@ def test_step_returns_one_alignment_per_mechanism(data, decoder):
     inputs, memory, memory_mask = data
     layer, (outputs, _, (align_l, align_b)) = decoder
     state = layer.get_initial_state(B, memory_length=S)
-    for t in range(T):
+    for t in range(2):  # two steps: the second reads the carried state
         out, state, (step_l, step_b) = layer.step(
             inputs[:, t], state, memory, memory_mask=memory_mask
         )
@@ -286,3 +286,40 @@ def test_bad_arguments(data):
         cell.setup_memory(memory[:, 0])
     with pytest.raises(ValueError, match="memory_mask"):
         cell.setup_memory(memory, np.ones((B, S + 1), bool))
+
+
+class CellDecoder(keras.Model):
+    """Sets the cell's memory inside `call`, as a user model would."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = keras.layers.Dense(DM)
+        self.cell = AttentionRNNCell(
+            keras.layers.LSTMCell(4), BahdanauAttention(3)
+        )
+        self.rnn = keras.layers.RNN(self.cell, return_sequences=True)
+
+    def call(self, data):
+        inputs, memory = data
+        self.cell.setup_memory(self.encoder(memory))
+        return self.rnn(inputs)
+
+
+def test_cell_trains_in_fit_with_memory_set_in_call(data):
+    inputs, memory, _ = data
+    model = CellDecoder()
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    model((inputs, memory))
+    before = [_np(w) for w in model.trainable_weights]
+    target = np.ones((B, T, DM), "float32")
+    model.fit((inputs, memory), target, epochs=1, batch_size=B, verbose=0)
+    after = [_np(w) for w in model.trainable_weights]
+    names = [w.path for w in model.trainable_weights]
+    changed = {n for n, x, y in zip(names, before, after) if np.any(x != y)}
+    # Gradients reach the encoder (through the memory) and the key
+    # projection (through the keys computed for each sequence).
+    assert any("memory_dense" in n for n in changed), changed
+    assert any(n.startswith("dense") or "/dense/" in n for n in changed), (
+        changed
+    )
+    assert len(changed) == len(names)
