@@ -39,8 +39,9 @@ class AttentionRNNCell(AttentionCore, keras.layers.Layer):
     running sum for `LocationSensitiveAttention(cumulative=True)`). The
     memory length `S` must be static.
 
-    Dropout inside the wrapped cell draws its masks at the first step, which
-    a compiled JAX loop does not allow: train a dropout cell with
+    Dropout inside the wrapped cell draws its masks at the first step, and
+    a monotonic attention with `sigmoid_noise` draws noise at each training
+    step, which a compiled JAX loop does not allow: train those with
     `AttentionRNN`, which draws them before its loop.
 
     Args:
