@@ -323,3 +323,27 @@ def test_cell_trains_in_fit_with_memory_set_in_call(data):
         changed
     )
     assert len(changed) == len(names)
+
+
+def test_recursive_monotonic_mode_in_the_decoder_loop(data):
+    """The recursion (a scan over the memory) runs inside the compiled
+    time loop and gives the parallel mode's alignments, which the NumPy
+    tests of the monotonic attentions check, away from the latter's floor."""
+    inputs, memory, memory_mask = data
+    results, weights = [], None
+    for mode in ("parallel", "recursive"):
+        layer = AttentionRNN(
+            keras.layers.GRUCell(4),
+            BahdanauMonotonicAttention(3, mode=mode, score_bias_init=-1.0),
+            return_alignments=True,
+        )
+        layer.build(inputs.shape, memory.shape)
+        if weights is None:
+            weights = layer.get_weights()
+        else:
+            layer.set_weights(weights)
+        results.append(layer(inputs, memory, memory_mask=memory_mask))
+    (out_p, align_p), (out_r, align_r) = results
+    np.testing.assert_allclose(_np(align_r), _np(align_p), atol=1e-5)
+    np.testing.assert_allclose(_np(out_r), _np(out_p), atol=1e-5)
+    assert _np(align_p)[:, -1, 1:].max() > 0.05  # the mass has moved on
