@@ -29,6 +29,8 @@ from keras_attn.ops.rope import rope_inverse_frequencies
 from keras_attn.ops.score_mods import AlibiScoreMod
 from keras_attn.ops.score_mods import ScoreMod
 from keras_attn.ops.score_mods import relative_position_score_mod
+from keras_attn.ops.sparse_probabilities import hardmax
+from keras_attn.ops.sparse_probabilities import sparsemax
 
 __all__ = [
     "AlibiScoreMod",
@@ -43,6 +45,7 @@ __all__ = [
     "fold_attention_axes",
     "fold_attention_mask",
     "grid_positions",
+    "hardmax",
     "masked_softmax",
     "relative_position_buckets",
     "relative_position_score_mod",
@@ -56,6 +59,7 @@ __all__ = [
     "sincos_2d_positions",
     "sine_position_encoding",
     "sliding_window_mask",
+    "sparsemax",
     "t5_relative_position_bucket",
     "unfold_attention_axes",
     "unfold_attention_scores",

@@ -19,7 +19,7 @@ from keras_attn.layers.attention._rnn_attention_base import (
     check_per_memory_position,
 )
 
-MODES = ("parallel", "hard")
+MODES = ("parallel", "recursive", "hard")
 
 # Smallest normal float32: the floor of `1 - p` before its log, so that the
 # log stays finite when a sigmoid saturates to exactly 1.
@@ -54,7 +54,7 @@ def monotonic_alignments(p_choose, previous_alignments, mode):
             position (0 or 1 in hard mode).
         previous_alignments: `(B, S)` float32 alignment of the previous
             step.
-        mode: `"parallel"` or `"hard"`.
+        mode: `"parallel"`, `"recursive"` or `"hard"`.
     """
     if mode == "hard":
         # Positions before the previously attended one cannot be chosen;
@@ -65,6 +65,25 @@ def monotonic_alignments(p_choose, previous_alignments, mode):
             [ops.ones_like(p_choose[:, :1]), 1.0 - p_choose[:, :-1]], 1
         )
         return p_choose * ops.cumprod(not_chosen, axis=1)
+    if mode == "recursive":
+        # a_i = p_i q_i with q_i = (1 - p_{i-1}) q_{i-1} + a_prev_i, a scan
+        # over the memory: no division, so no floor on a vanishing product,
+        # at the cost of S sequential steps.
+        decay = ops.concatenate(
+            [ops.ones_like(p_choose[:, :1]), 1.0 - p_choose[:, :-1]], 1
+        )  # (B, S): 1 - p_{i-1}
+
+        def advance(q, step):
+            decay_i, previous_i = step  # (B,), (B,)
+            q = decay_i * q + previous_i
+            return q, q
+
+        _, q = ops.scan(
+            advance,
+            ops.zeros_like(p_choose[:, 0]),  # (B,)
+            (ops.transpose(decay), ops.transpose(previous_alignments)),
+        )  # q: (S, B)
+        return p_choose * ops.transpose(q)
     # a_i = p_i * prod_{j<i} (1 - p_j)
     #       * sum_{k<=i} a_prev_k / prod_{j<k} (1 - p_j)
     cumprod = _safe_exclusive_cumprod(1.0 - p_choose)  # (B, S)
@@ -96,6 +115,13 @@ class MonotonicAttentionMixin:
         sigmoid_noise = check_number("sigmoid_noise", sigmoid_noise, 0.0)
         score_bias_init = check_number("score_bias_init", score_bias_init)
         check_choice("mode", mode, MODES)
+        probability_fn = kwargs.pop("probability_fn", "softmax")
+        if probability_fn != "softmax":
+            raise ValueError(
+                "A monotonic attention normalises with its own monotonic "
+                "alignment, not a `probability_fn`. Received: "
+                f"probability_fn={probability_fn!r}"
+            )
         if seed is not None:
             check_non_negative_int("seed", seed)
         super().__init__(**kwargs)
@@ -106,6 +132,7 @@ class MonotonicAttentionMixin:
 
     def get_config(self):
         config = super().get_config()
+        config.pop("probability_fn", None)
         config.update(
             {
                 "sigmoid_noise": self.sigmoid_noise,

@@ -10,7 +10,16 @@ import keras
 from keras import ops
 
 from keras_attn import _validation
+from keras_attn.ops import hardmax
 from keras_attn.ops import masked_softmax
+from keras_attn.ops import sparsemax
+
+# Normalisations of the scores over the memory, by `probability_fn` name.
+PROBABILITY_FNS = {
+    "softmax": masked_softmax,
+    "hardmax": hardmax,
+    "sparsemax": sparsemax,
+}
 
 
 def _shape(x):
@@ -50,9 +59,14 @@ class RNNAttentionBase(keras.layers.Layer):
         self,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
+        probability_fn="softmax",
         **kwargs,
     ):
+        _validation.check_choice(
+            "probability_fn", probability_fn, tuple(PROBABILITY_FNS)
+        )
         super().__init__(**kwargs)
+        self.probability_fn = probability_fn
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.supports_masking = False
@@ -64,6 +78,18 @@ class RNNAttentionBase(keras.layers.Layer):
         raise NotImplementedError(
             f"{type(self).__name__} does not carry alignments between steps."
         )
+
+    def next_alignment_state(self, previous_state, alignments):
+        """What the loop carries to the next step, from this step's output.
+
+        The alignments themselves by default; a location-sensitive
+        attention with cumulative features returns their running sum.
+
+        Args:
+            previous_state: `(B, S)`, the carried state of the last step.
+            alignments: `(B, S)`, this step's alignments.
+        """
+        return alignments
 
     def draw_step_noise(self, steps, batch_size, memory_length, training):
         """Noise for every decoder step at once, or None.
@@ -208,7 +234,9 @@ class RNNAttentionBase(keras.layers.Layer):
             memory_mask = ops.expand_dims(memory_mask, 1)  # (B, 1, S)
         # Masked positions get exactly 0, a fully masked row zeros (float32
         # inside whatever the compute dtype).
-        weights = masked_softmax(scores, memory_mask)  # (B, T, S)
+        weights = PROBABILITY_FNS[self.probability_fn](
+            scores, memory_mask
+        )  # (B, T, S)
         weights = ops.cast(weights, memory.dtype)
         context = ops.einsum("bts,bsd->btd", weights, memory)  # (B, T, Dm)
         if single_step:
@@ -258,6 +286,7 @@ class RNNAttentionBase(keras.layers.Layer):
                 "kernel_regularizer": keras.regularizers.serialize(
                     self.kernel_regularizer
                 ),
+                "probability_fn": self.probability_fn,
             }
         )
         return config

@@ -32,6 +32,9 @@ class BahdanauAttention(RNNAttentionBase):
         kernel_initializer: initializer of `W_q`, `W_m` and `v` (each gets
             its own copy, so they start from different values).
         kernel_regularizer: regularizer of `W_q`, `W_m` and `v`.
+        probability_fn: `"softmax"` (default), `"hardmax"` (one-hot on the
+            best score, tfa's option) or `"sparsemax"` (sparse weights,
+            Martins and Astudillo, 2016): how the scores become weights.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -48,6 +51,8 @@ class BahdanauAttention(RNNAttentionBase):
         The context `(B, Dm)` or `(B, T, Dm)`; with
         `return_attention_scores=True`, `(context, weights)` with weights
         `(B, S)` or `(B, T, S)` that sum to 1 over the unmasked memory.
+        With `probability_fn="sparsemax"` or `"hardmax"`, some (all but
+        one) of those weights are exactly 0.
 
     Example:
 
@@ -79,12 +84,14 @@ class BahdanauAttention(RNNAttentionBase):
         normalize=False,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
+        probability_fn="softmax",
         **kwargs,
     ):
         units = check_positive_int("units", units)
         super().__init__(
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
+            probability_fn=probability_fn,
             **kwargs,
         )
         self.units = units

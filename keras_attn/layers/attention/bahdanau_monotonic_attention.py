@@ -25,7 +25,11 @@ class BahdanauMonotonicAttention(MonotonicAttentionMixin, BahdanauAttention):
     the stochastic process, computed for all positions at once:
     `a_i = p_i * prod_{j<i}(1 - p_j) * sum_{k<=i} a'_k / prod_{j<k}(1 - p_j)`
     with `a'` the previous step's alignment. It sums to at most 1: the mass
-    that runs past the end of the memory is dropped. `mode="hard"` (for
+    that runs past the end of the memory is dropped. `mode="recursive"`
+    computes the same expected alignment with the recursion
+    `a_i = p_i q_i`, `q_i = (1 - p_{i-1}) q_{i-1} + a'_i` (a scan over the
+    memory): slower, but free of the division by a vanishing product that
+    the parallel form floors at 1e-10. `mode="hard"` (for
     inference) thresholds `p_i = [e_i + r > 0]` and attends exactly one
     position, the first at or after the previous one with `p_i = 1`, or
     none once the memory is exhausted; it has no gradient. Masked memory
@@ -48,7 +52,7 @@ class BahdanauMonotonicAttention(MonotonicAttentionMixin, BahdanauAttention):
         score_bias_init: float, initial value of the learned energy bias
             `r`; a negative value (e.g. -4) makes the attention linger on
             early positions at the start of training.
-        mode: `"parallel"` or `"hard"`.
+        mode: `"parallel"`, `"recursive"` or `"hard"`.
         seed: optional int, seed of the noise.
         kernel_initializer: initializer of `W_q`, `W_m` and `v`.
         kernel_regularizer: regularizer of `W_q`, `W_m` and `v`.

@@ -46,6 +46,9 @@ class LuongAttention(RNNAttentionBase):
         kernel_initializer: initializer of the projections and `v` (each
             gets its own copy).
         kernel_regularizer: regularizer of the projections and `v`.
+        probability_fn: `"softmax"` (default), `"hardmax"` (one-hot on the
+            best score, tfa's option) or `"sparsemax"` (sparse weights,
+            Martins and Astudillo, 2016): how the scores become weights.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -62,6 +65,8 @@ class LuongAttention(RNNAttentionBase):
         The context `(B, Dm)` or `(B, T, Dm)`; with
         `return_attention_scores=True`, `(context, weights)` with weights
         `(B, S)` or `(B, T, S)` that sum to 1 over the unmasked memory.
+        With `probability_fn="sparsemax"` or `"hardmax"`, some (all but
+        one) of those weights are exactly 0.
 
     Example:
 
@@ -88,6 +93,7 @@ class LuongAttention(RNNAttentionBase):
         scale=False,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
+        probability_fn="softmax",
         **kwargs,
     ):
         check_choice("score_mode", score_mode, SCORE_MODES)
@@ -104,6 +110,7 @@ class LuongAttention(RNNAttentionBase):
         super().__init__(
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
+            probability_fn=probability_fn,
             **kwargs,
         )
         self.score_mode = score_mode

@@ -8,7 +8,9 @@ class AttentionRNNOutputs:
 
     A mixin of `AttentionRNN`: it needs `return_sequences`, `return_state`,
     `return_alignments`, `output_size`, `attention_dim`, `cell`,
-    `attention`, `build` and `_validate` from the layer.
+    `build` and `_validate` from the layer, and the alignment structure
+    (`_multi`, `_mechanisms`, `_carried`, `_carry_alignments`) from
+    `AttentionCore`.
     """
 
     def compute_mask(self, inputs, mask=None, **kwargs):
@@ -26,8 +28,11 @@ class AttentionRNNOutputs:
             lambda x: (batch,) + tuple(x.shape[1:]), example
         )
         shapes = (cell_shapes, (batch, self.attention_dim))
-        if self.attention.needs_previous_alignments:
-            shapes = shapes + ((batch, memory_length),)
+        carried = tuple((batch, memory_length) for _ in self._carried())
+        if self._carry_alignments:
+            shapes = shapes + (carried,)
+        elif carried:
+            shapes = shapes + carried
         return shapes
 
     def compute_output_shape(
@@ -49,7 +54,10 @@ class AttentionRNNOutputs:
         if self.return_state:
             result.append(self._state_shapes(batch, memory_shape[1]))
         if self.return_alignments:
-            result.append((batch, steps, memory_shape[1]))
+            alignments = (batch, steps, memory_shape[1])
+            if self._multi:
+                alignments = tuple(alignments for _ in self._mechanisms)
+            result.append(alignments)
         return result[0] if len(result) == 1 else tuple(result)
 
     def compute_output_spec(

@@ -17,14 +17,16 @@ def masked_time_loop(
     Args:
         step_fn: `step_fn(x_t, state, extra_t) -> (output, state, aux)`
             with `x_t (B, D)`, `output (B, output_dim)`, `aux (B, aux_dim)`
-            and `extra_t` the slice `t` of `per_step` (None without it).
+            and `extra_t` the slice `t` of each tensor of `per_step` (None
+            without it).
         inputs: `(B, T, D)`.
         state: the initial state, any structure of `(B, ...)` tensors.
         mask: optional `(B, T)` boolean mask of the steps.
         output_dim: int, size of each step's output.
         aux_dim: int or scalar tensor, size of each step's `aux`.
         dtype: dtype of the outputs and `aux`.
-        per_step: optional `(T, ...)` tensor read at step `t`.
+        per_step: optional structure of `(T, ...)` tensors, read at step
+            `t`.
 
     Returns:
         `(outputs (B, T, output_dim), last_output (B, output_dim),
@@ -47,7 +49,11 @@ def masked_time_loop(
     def body(t, carry):
         state, last_output, outputs, auxes = carry
         x_t = ops.take(xs, t, axis=0)  # (B, D)
-        extra = None if per_step is None else ops.take(per_step, t, axis=0)
+        extra = None
+        if per_step is not None:
+            extra = keras.tree.map_structure(
+                lambda x: ops.take(x, t, axis=0), per_step
+            )
         output, new_state, aux = step_fn(x_t, state, extra)
         output = ops.cast(output, dtype)
         aux = ops.cast(aux, dtype)

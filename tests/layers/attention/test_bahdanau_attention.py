@@ -210,3 +210,29 @@ def test_float_mask_equals_boolean_mask(rng):
     np.testing.assert_array_equal(
         ops.convert_to_numpy(a), ops.convert_to_numpy(b)
     )
+
+
+@pytest.mark.parametrize("probability_fn", ["hardmax", "sparsemax"])
+def test_probability_fn_matches_numpy(rng, probability_fn):
+    from tests.ops.test_sparse_probabilities import np_sparsemax
+
+    query, memory, mask = _data(rng)
+    layer = BahdanauAttention(8, probability_fn=probability_fn)
+    context, weights = layer(
+        query, memory, memory_mask=mask, return_attention_scores=True
+    )
+    softmax_weights = _np_bahdanau(layer, query, memory, mask)[1]
+    # The scores are the softmax's log-weights up to a per-row constant.
+    scores = np.log(np.where(softmax_weights > 0, softmax_weights, 1e-300))
+    if probability_fn == "hardmax":
+        ref = np.eye(6)[np.argmax(scores, -1)]
+    else:
+        ref = np_sparsemax(scores, np.broadcast_to(mask[:, None], scores.shape))
+    np.testing.assert_allclose(ops.convert_to_numpy(weights), ref, atol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(context), ref @ memory, atol=1e-5
+    )
+    config = layer.get_config()
+    assert BahdanauAttention.from_config(config).probability_fn == (
+        probability_fn
+    )

@@ -73,7 +73,7 @@ def _layers():
 def _bad_inputs(query, memory, mask):
     data = {"query": query, "memory": memory, "memory_mask": mask}
     return [
-        BadInput("mode", init_kwargs={"mode": "recursive"}),
+        BadInput("mode", init_kwargs={"mode": "serial"}),
         BadInput("sigmoid_noise", init_kwargs={"sigmoid_noise": -1.0}),
         BadInput("score_bias_init", init_kwargs={"score_bias_init": "big"}),
         BadInput("seed", init_kwargs={"seed": 1.5}),
@@ -302,3 +302,62 @@ def test_initial_alignments():
     np.testing.assert_array_equal(
         _w(layer.initial_alignments(2, 4)), _one_hot_first(2, 4)
     )
+
+
+def _np_recursive(p, previous):
+    """The recursion of Raffel et al.: q_i = (1 - p_{i-1}) q_{i-1} + a'_i."""
+    out = np.zeros_like(p)
+    for b in range(p.shape[0]):
+        q = 0.0
+        for i in range(p.shape[1]):
+            q = (1 - p[b, i - 1]) * q + previous[b, i] if i else previous[b, 0]
+            out[b, i] = p[b, i] * q
+    return out
+
+
+@pytest.mark.parametrize("name", ["bahdanau_norm", "luong"])
+def test_recursive_matches_numpy_recursion(rng, name):
+    _, memory, mask = _data(rng)
+    layer = _layers()[name](score_bias_init=-0.5, mode="recursive")
+    got, ref = None, _one_hot_first()
+    for _ in range(3):  # chained steps
+        query = rng.standard_normal((B, DQ)).astype("float32")
+        context, got = layer(
+            query,
+            memory,
+            memory_mask=mask,
+            previous_alignments=got,
+            return_attention_scores=True,
+        )
+        p = 1 / (1 + np.exp(-_np_energy(layer, query, memory)))
+        ref = _np_recursive(p * mask, ref)
+        np.testing.assert_allclose(_w(got), ref, atol=1e-5)
+        np.testing.assert_allclose(
+            _w(context), np.einsum("bs,bsd->bd", ref, memory), atol=1e-5
+        )
+    assert np.abs(ref - _one_hot_first()).max() > 0.1
+
+
+def test_recursive_stays_exact_where_parallel_floors(rng):
+    """p near 1 early: the parallel form divides by a product below its
+    1e-10 floor and loses the mass carried from later positions; the
+    recursion keeps it."""
+    _, memory, _ = _data(rng)
+    previous = np.zeros((B, S), "float32")
+    previous[:, 4] = 1.0  # attention already at position 4
+    results = {}
+    for mode in ("parallel", "recursive"):
+        layer = BahdanauMonotonicAttention(8, mode=mode)
+        query = np.zeros((B, DQ), "float32")
+        layer(query, memory)
+        layer.score_bias.assign(30.0)  # p = sigmoid(~30): 1 - p ~ 1e-13
+        _, results[mode] = layer(
+            query,
+            memory,
+            previous_alignments=previous,
+            return_attention_scores=True,
+        )
+    p = 1 / (1 + np.exp(-_np_energy(layer, np.zeros((B, DQ)), memory)))
+    ref = _np_recursive(p, previous.astype("float64"))
+    np.testing.assert_allclose(_w(results["recursive"]), ref, atol=1e-5)
+    assert np.abs(_w(results["parallel"]) - ref).max() > 0.5

@@ -51,9 +51,7 @@ def test_word_encode_decode_hand_written():
 def test_character_round_trip_and_unknown():
     tokenizer = Tokenizer(vocabulary=list("abc "))  # ids 4, 5, 6, 7
     ids = tokenizer.encode(["ab c", "cz"], sequence_length=6, add_start=True)
-    np.testing.assert_array_equal(
-        ids, [[1, 4, 5, 7, 6, 0], [1, 6, 3, 0, 0, 0]]
-    )
+    np.testing.assert_array_equal(ids, [[1, 4, 5, 7, 6, 0], [1, 6, 3, 0, 0, 0]])
     assert tokenizer.decode(ids) == ["ab c", "c<unk>"]
     assert tokenizer.decode(ids, skip_special=False) == [
         "<start>ab c<pad>",
