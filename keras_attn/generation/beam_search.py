@@ -286,9 +286,11 @@ def beam_search(
                 ops.cast(alignments_fn(cache), "float32"),
                 (batch_size, width, -1),
             )
-            coverage = coverage + attention * ops.cast(
-                ops.logical_not(done), "float32"
-            )[:, :, None]
+            coverage = (
+                coverage
+                + attention
+                * ops.cast(ops.logical_not(done), "float32")[:, :, None]
+            )
             # The term goes to finished candidates: finished beams and
             # those that take `end_token` now.
             ends = ops.broadcast_to(

@@ -9,6 +9,7 @@ from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_rank
 from keras_attn._validation import check_rate
 from keras_attn.generation.beam_sampler import BeamSampler
+from keras_attn.generation.contrastive_sampler import ContrastiveSampler
 from keras_attn.generation.get_sampler import get_sampler
 from keras_attn.generation.sampling import sample_from_logits
 from keras_attn.layers.recurrent._time_loop import masked_time_loop
@@ -250,8 +251,8 @@ class RNNDecoder(keras.layers.Layer):
                 (its state frozen, its later tokens `pad_token`).
             maximum_iterations: positive int, the most tokens per row.
             method: a `Sampler` or its name (`get_sampler`): `"greedy"`,
-                `"sample"`, `"beam"`, `"contrastive"` is not supported
-                (it needs hidden states).
+                `"sample"` or `"beam"` (not `"contrastive"`, which needs
+                the hidden states of the whole sequence).
             pad_token: int written after a row's `end_token`.
             cell_kwargs: optional dict of extra keyword arguments of every
                 cell call; tensors in it need the batch as leading axis
@@ -280,6 +281,12 @@ class RNNDecoder(keras.layers.Layer):
         check_non_negative_int("start_token", start_token)
         check_non_negative_int("end_token", end_token, allow_none=True)
         sampler = get_sampler(method, **sampler_options)
+        if isinstance(sampler, ContrastiveSampler):
+            raise ValueError(
+                "RNNDecoder.decode supports greedy, sampling and beam "
+                "search; contrastive search needs a model's hidden states "
+                f"(use `generate` of a model). Received: method={method!r}"
+            )
         if initial_state is None:
             check_positive_int("batch_size", batch_size)
             initial_state = self.get_initial_state(batch_size)
@@ -320,14 +327,19 @@ class RNNDecoder(keras.layers.Layer):
                     )
                     for old, new in zip(cache["states"], new_states)
                 ]
-            return logits, {"states": new_states, "cell_kwargs": cache["cell_kwargs"]}
+            return logits, {
+                "states": new_states,
+                "cell_kwargs": cache["cell_kwargs"],
+            }
 
         options = dict(end_token=end_token, pad_token=pad_token)
         if isinstance(sampler, BeamSampler):
             states_fn = None
             if alignments_fn is not None:
+
                 def states_fn(cache):
                     return alignments_fn(cache["states"])
+
             beam_tokens, beam_scores, cache, steps = sampler(
                 next_fn,
                 tokens,
