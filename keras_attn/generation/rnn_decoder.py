@@ -7,7 +7,7 @@ from keras import ops
 from keras_attn._validation import check_non_negative_int
 from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_rank
-from keras_attn._validation import check_rate
+from keras_attn._validation import check_number
 from keras_attn.generation.beam_sampler import BeamSampler
 from keras_attn.generation.contrastive_sampler import ContrastiveSampler
 from keras_attn.generation.get_sampler import get_sampler
@@ -125,12 +125,22 @@ class RNNDecoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # The output keeps the time axis of the input: the mask carries on.
+        self.supports_masking = True
         _check_layer("cell", cell, needs_state_size=True)
         _check_layer("embedding", embedding)
         _check_layer("output_layer", output_layer)
-        check_rate(
-            "scheduled_sampling_probability", scheduled_sampling_probability
+        check_number(
+            "scheduled_sampling_probability",
+            scheduled_sampling_probability,
+            minimum=0,
         )
+        if scheduled_sampling_probability > 1:
+            raise ValueError(
+                "`scheduled_sampling_probability` must be in [0, 1]. "
+                "Received: scheduled_sampling_probability="
+                f"{scheduled_sampling_probability}"
+            )
         check_non_negative_int("seed", seed, allow_none=True)
         self.cell = cell
         self.embedding = embedding
