@@ -5,9 +5,9 @@ import keras
 from keras import ops
 
 from keras_attn._validation import check_non_negative_int
+from keras_attn._validation import check_number
 from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_rank
-from keras_attn._validation import check_number
 from keras_attn.generation.beam_sampler import BeamSampler
 from keras_attn.generation.contrastive_sampler import ContrastiveSampler
 from keras_attn.generation.get_sampler import get_sampler
@@ -22,8 +22,13 @@ def _as_list(states):
 
 
 def _check_layer(name, layer, needs_state_size=False):
+    # Looked up on the class too: a `state_size` property may need more
+    # set-up (a memory) before it can be read.
+    has_state_size = "state_size" in vars(layer) or hasattr(
+        type(layer), "state_size"
+    )
     if not isinstance(layer, keras.layers.Layer) or (
-        needs_state_size and not hasattr(layer, "state_size")
+        needs_state_size and not has_state_size
     ):
         kind = "a Keras RNN cell (a layer with `state_size`)"
         raise ValueError(
@@ -266,7 +271,10 @@ class RNNDecoder(keras.layers.Layer):
             pad_token: int written after a row's `end_token`.
             cell_kwargs: optional dict of extra keyword arguments of every
                 cell call; tensors in it need the batch as leading axis
-                (beam search repeats them per beam).
+                (beam search repeats them per beam). A cell that holds its
+                memory itself (`AttentionRNNCell.setup_memory`) needs it
+                repeated for a beam search, as tfa's `tile_batch`:
+                `ops.repeat(memory, beam_width, axis=0)`.
             alignments_fn: for a beam's `coverage_penalty`:
                 `alignments_fn(states) -> (N, S)`, the attention weights
                 of the step that produced the cell `states`.
