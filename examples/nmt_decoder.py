@@ -13,6 +13,14 @@ Instead of the tutorial's Spanish-English download, the data are generated
 here (nothing downloads): dates written as "Tuesday, March 4, 1997" or
 "4 Mar 1997" or "03/04/1997", to be translated to "1997-03-04".
 
+Result of the full run (`KERAS_BACKEND=tensorflow python
+examples/nmt_decoder.py`, seed 0, 6,000 training dates, 12 epochs of about
+6 s each on a 2-core CPU shared with other jobs, load average about 16):
+exact match on 200 further random dates (days may also occur in the
+training set, in another or the same format) 1.000 with greedy decoding
+and 1.000 with beam search (width 3, length penalty 0.6, coverage penalty
+0.2); training loss 6e-4 at the last epoch.
+
 Run:
 
     KERAS_BACKEND=jax python examples/nmt_decoder.py
