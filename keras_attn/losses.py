@@ -1,7 +1,9 @@
-"""Losses for the applications: the contrastive (InfoNCE) loss.
+"""Losses: the contrastive (InfoNCE) loss and the sequence loss.
 
 `InfoNCE` is a `keras.losses.Loss` for `model.compile`; `info_nce` is the
 same computation as a function, for custom training loops.
+`sequence_loss` is the weighted token cross-entropy of
+`tfa.seq2seq.sequence_loss`.
 """
 
 import numbers
@@ -272,3 +274,131 @@ class InfoNCE(keras.losses.Loss):
             from_logits=self.from_logits,
         )
         return config
+
+
+def _check_sequence_loss_flags(**flags):
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(
+                f"`{name}` must be a bool. Received: {name}={value!r}"
+            )
+    pairs = (
+        ("average_across_timesteps", "sum_over_timesteps"),
+        ("average_across_batch", "sum_over_batch"),
+        ("average_across_timesteps", "sum_over_batch"),
+        ("sum_over_timesteps", "average_across_batch"),
+    )
+    for first, second in pairs:
+        if flags[first] and flags[second]:
+            raise ValueError(
+                f"`{first}` and `{second}` cannot both be True (average "
+                "and sum on one axis, or a different reduction on each "
+                "axis; reduce in two steps instead). Received: "
+                f"{first}=True, {second}=True"
+            )
+
+
+def sequence_loss(
+    logits,
+    targets,
+    weights=None,
+    average_across_timesteps=True,
+    average_across_batch=True,
+    sum_over_timesteps=False,
+    sum_over_batch=False,
+):
+    """Weighted cross-entropy of a sequence of logits (tfa's `sequence_loss`).
+
+    With `ce[b, t]` the softmax cross-entropy of `targets[b, t]` under
+    `logits[b, t]` and `w[b, t]` the weights (1 at real tokens, 0 at
+    padding), the reductions are, over the axes asked for:
+
+    - average (`average_across_*`): `sum(w * ce) / sum(w)`, the mean per
+      token weight (0 where the weights sum to 0);
+    - sum (`sum_over_*`): `sum(w * ce) / count(w != 0)`, the mean over the
+      tokens with a nonzero weight (tfa's recommended reduction).
+
+    An axis with neither flag is kept: the result is a scalar, `(B,)`,
+    `(T,)` or `(B, T)`. Both flags on one axis raise a `ValueError`, and so
+    does an average on one axis with a sum on the other (tfa silently
+    drops the sum in that case).
+
+    Args:
+        logits: `(B, T, V)` float logits.
+        targets: `(B, T)` integer token ids.
+        weights: optional `(B, T)` float or boolean weights (a padding
+            mask); all ones when None.
+        average_across_timesteps: bool, average over `T`.
+        average_across_batch: bool, average over `B`.
+        sum_over_timesteps: bool, sum over `T` (divided by the count of
+            nonzero weights).
+        sum_over_batch: bool, sum over `B` (likewise).
+
+    Returns:
+        A float32 tensor of rank 0, 1 or 2 (see above).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attn.losses import sequence_loss
+
+    logits = np.zeros((2, 3, 4), "float32")  # uniform: ce = log 4 each
+    targets = np.array([[1, 2, 0], [3, 0, 0]], "int32")
+    weights = np.array([[1, 1, 0], [1, 0, 0]], "float32")  # padding masked
+    sequence_loss(logits, targets, weights)  # log(4) = 1.386
+    per_row = sequence_loss(logits, targets, weights,
+                            average_across_batch=False)  # (2,)
+    ```
+    """
+    _check_sequence_loss_flags(
+        average_across_timesteps=average_across_timesteps,
+        average_across_batch=average_across_batch,
+        sum_over_timesteps=sum_over_timesteps,
+        sum_over_batch=sum_over_batch,
+    )
+    logits = ops.cast(ops.convert_to_tensor(logits), "float32")
+    targets = ops.convert_to_tensor(targets)
+    _validation.check_rank("logits", logits, 3, "(batch, steps, vocabulary)")
+    _validation.check_rank("targets", targets, 2, "(batch, steps)")
+    if (
+        _validation.static_shape(targets)
+        != _validation.static_shape(logits)[:2]
+    ):
+        raise ValueError(
+            "`targets` must have the shape of `logits` without its last "
+            f"axis. Received: targets.shape={tuple(targets.shape)}, "
+            f"logits.shape={tuple(logits.shape)}"
+        )
+    if weights is None:
+        weights = ops.ones(ops.shape(targets), "float32")
+    weights = ops.cast(ops.convert_to_tensor(weights), "float32")
+    if _validation.static_shape(weights) != _validation.static_shape(targets):
+        raise ValueError(
+            "`weights` must have the shape of `targets`. Received: "
+            f"weights.shape={tuple(weights.shape)}, "
+            f"targets.shape={tuple(targets.shape)}"
+        )
+    # (B, T): -log softmax(logits)[target] at each position.
+    log_probs = ops.log_softmax(logits, axis=-1)
+    picked = ops.take_along_axis(
+        log_probs, ops.cast(targets, "int32")[:, :, None], axis=-1
+    )[:, :, 0]
+    loss = -picked * weights
+    axes = tuple(
+        axis
+        for axis, flags in (
+            (0, (average_across_batch, sum_over_batch)),
+            (1, (average_across_timesteps, sum_over_timesteps)),
+        )
+        if any(flags)
+    )
+    if not axes:
+        return loss
+    total = ops.sum(loss, axis=axes)
+    if average_across_batch or average_across_timesteps:
+        size = ops.sum(weights, axis=axes)
+    else:
+        size = ops.sum(ops.cast(weights != 0, "float32"), axis=axes)
+    # 0 where nothing is weighted, like tfa's div_no_nan.
+    return ops.where(size > 0, total / ops.where(size > 0, size, 1.0), 0.0)

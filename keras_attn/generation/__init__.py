@@ -12,12 +12,18 @@ each applies the logits processors `repetition_penalty` and
 `stop_sequences`, and hands each step's tokens to a `stream` callback. The
 models' `generate(method=...)` takes a sampler or its name
 (`get_sampler`). `greedy_search`, `sample` and `beam_search` are the same
-loops as functions.
+loops as functions; `gather_tree` backtracks a beam search's steps.
+
+`RNNDecoder` runs a recurrent cell, an embedding and an output layer:
+teacher-forced (or with scheduled sampling) for training, and through the
+samplers above for inference (the successor of tfa's `BasicDecoder` and
+`BeamSearchDecoder`).
 """
 
 from keras_attn.generation.beam_sampler import BeamSampler
 from keras_attn.generation.beam_search import beam_search
 from keras_attn.generation.contrastive_sampler import ContrastiveSampler
+from keras_attn.generation.gather_tree import gather_tree
 from keras_attn.generation.get_sampler import get_sampler
 from keras_attn.generation.greedy import greedy_search
 from keras_attn.generation.greedy_sampler import GreedySampler
@@ -25,6 +31,7 @@ from keras_attn.generation.logits_processors import min_p_filter
 from keras_attn.generation.logits_processors import no_repeat_ngram
 from keras_attn.generation.logits_processors import repetition_penalty
 from keras_attn.generation.random_sampler import RandomSampler
+from keras_attn.generation.rnn_decoder import RNNDecoder
 from keras_attn.generation.sampler import Sampler
 from keras_attn.generation.sampling import sample
 
@@ -32,9 +39,11 @@ __all__ = [
     "BeamSampler",
     "ContrastiveSampler",
     "GreedySampler",
+    "RNNDecoder",
     "RandomSampler",
     "Sampler",
     "beam_search",
+    "gather_tree",
     "get_sampler",
     "greedy_search",
     "min_p_filter",

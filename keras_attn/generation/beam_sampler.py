@@ -18,7 +18,10 @@ class BeamSampler(Sampler):
     like one that produced `end_token`. Beams are reordered at every step,
     so a token is not final until the search ends: a `stream` callback
     raises a `ValueError`. Otherwise called with the call arguments of
-    `Sampler`.
+    `Sampler`, plus those of `beam_search` that only a beam has:
+    `alignments_fn` (for `coverage_penalty`), `return_scores`,
+    `return_all_beams` and `return_steps` (results in the order of
+    `beam_search`).
 
     Args:
         beam_width: positive int; 1 is greedy search.
@@ -26,6 +29,8 @@ class BeamSampler(Sampler):
             penalty (see `beam_search`).
         repetition_penalty: optional float > 0 (see `Sampler`).
         no_repeat_ngram_size: optional positive int (see `Sampler`).
+        coverage_penalty: float >= 0, the weight of Wu et al.'s coverage
+            penalty (see `beam_search`; needs `alignments_fn` at call).
 
     Example:
 
@@ -50,6 +55,7 @@ class BeamSampler(Sampler):
         length_penalty=0.0,
         repetition_penalty=None,
         no_repeat_ngram_size=None,
+        coverage_penalty=0.0,
     ):
         super().__init__(
             repetition_penalty=repetition_penalty,
@@ -57,8 +63,10 @@ class BeamSampler(Sampler):
         )
         check_positive_int("beam_width", beam_width)
         check_number("length_penalty", length_penalty, minimum=0)
+        check_number("coverage_penalty", coverage_penalty, minimum=0)
         self.beam_width = beam_width
         self.length_penalty = length_penalty
+        self.coverage_penalty = coverage_penalty
 
     def __call__(
         self,
@@ -72,6 +80,10 @@ class BeamSampler(Sampler):
         stop_sequences=None,
         stream=None,
         return_cache=False,
+        alignments_fn=None,
+        return_scores=False,
+        return_all_beams=False,
+        return_steps=False,
     ):
         if stream is not None:
             raise ValueError(
@@ -96,6 +108,11 @@ class BeamSampler(Sampler):
             return_cache=return_cache,
             stop_sequences=stop_sequences,
             process_logits=self.process_logits if processed else None,
+            coverage_penalty=self.coverage_penalty,
+            alignments_fn=alignments_fn,
+            return_scores=return_scores,
+            return_all_beams=return_all_beams,
+            return_steps=return_steps,
         )
 
     def get_config(self):
@@ -104,6 +121,7 @@ class BeamSampler(Sampler):
             {
                 "beam_width": self.beam_width,
                 "length_penalty": self.length_penalty,
+                "coverage_penalty": self.coverage_penalty,
             }
         )
         return config
