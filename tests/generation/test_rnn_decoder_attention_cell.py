@@ -6,17 +6,11 @@ another branch); the reference is a Python loop over the cell itself.
 
 import keras
 import numpy as np
-import pytest
 from keras import ops
 
 from keras_attn import layers
 from keras_attn.generation import RNNDecoder
 from keras_attn.generation import gather_tree
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(layers, "AttentionRNNCell"),
-    reason="keras_attn.layers.AttentionRNNCell is not merged yet",
-)
 
 V, S = 6, 5
 
