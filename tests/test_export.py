@@ -102,18 +102,26 @@ MODELS = {
 }
 
 
+# jax2tf conversion takes tens of seconds of CPU per model, so the JAX run
+# checks the two models with a path of their own: the length checks under
+# symbolic shapes (TransformerLM; Transformer's check is the same) and the
+# decoder's while_loop (RNNSeq2Seq). All four passed on JAX when this test
+# was written; add the other two to the tuple to re-check them.
+SAVED_MODEL_CASES = (
+    [
+        pytest.param(n, marks=pytest.mark.large)
+        for n in ("TransformerLM", "RNNSeq2Seq")
+    ]
+    if BACKEND == "jax"
+    else list(MODELS)
+)
+
+
 @pytest.mark.skipif(
     BACKEND not in ("tensorflow", "jax"),
     reason="the SavedModel export of the torch backend needs torch_xla",
 )
-@pytest.mark.parametrize(
-    "name",
-    [
-        # jax2tf conversion takes tens of seconds per model on a CPU.
-        pytest.param(n, marks=pytest.mark.large) if BACKEND == "jax" else n
-        for n in MODELS
-    ],
-)
+@pytest.mark.parametrize("name", SAVED_MODEL_CASES)
 def test_saved_model_at_unknown_lengths(name, tmp_path):
     tf = pytest.importorskip("tensorflow")
     model, signature, data = MODELS[name]()
