@@ -95,3 +95,22 @@ def known_min_max(x):
         return None
     low, high = ops.min(x), ops.max(x)
     return ops.convert_to_numpy(low).item(), ops.convert_to_numpy(high).item()
+
+
+class TokenModelSaveSignature:
+    """Lets `model.export()` save a model whose inputs are token ids (TF).
+
+    On the TensorFlow backend, Keras gives every subclassed model a default
+    SavedModel signature (`_default_save_signature`) typed with the model's
+    float compute dtype, and TensorFlow traces it whenever the model is
+    saved, `model.export()` included. A model that takes int token ids
+    rejects float ids (a `ValueError` naming the argument), so the export
+    failed. `model.export()` writes its own signature from the model's
+    `input_signature`, so these models need no default one: None is what
+    Keras gives every layer that is not a model. Other backends never
+    read this property.
+    """
+
+    @property
+    def _default_save_signature(self):
+        return None

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from keras_attn._compat import TokenModelSaveSignature
 from keras_attn._compat import inference_mode
 
 
@@ -21,12 +22,14 @@ class GenerateRequest:
     options: dict
 
 
-class GenerateMixin:
+class GenerateMixin(TokenModelSaveSignature):
     """Gives a model the one `generate` of `keras_attn.models`' contract.
 
     A model implements `_generate(inputs, request)`: it parses its inputs
     into a prompt, builds its step function and runs the decoding loop
-    (`keras_attn.models._decoding.generate`).
+    (`keras_attn.models._decoding.generate`). The models that generate are
+    the ones whose inputs are token ids, hence `TokenModelSaveSignature`
+    (so that `model.export()` works on TensorFlow).
     """
 
     def generate(

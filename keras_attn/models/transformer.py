@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_rank
+from keras_attn._validation import static_shape
 from keras_attn._validation_tokens import check_same_batch
 from keras_attn._validation_tokens import check_token_ids
 from keras_attn.layers.embeddings.token_and_position_embedding import (
@@ -202,7 +203,7 @@ class Transformer(AdapterMixin, GenerateMixin, keras.Model):
 
     def _check_ids(self, name, token_ids):
         check_rank(name, token_ids, 2, "(batch, length)")
-        shape = tuple(token_ids.shape)
+        shape = static_shape(token_ids)  # (JAX export: symbolic -> None)
         if shape[1] is not None and shape[1] > self.max_sequence_length:
             raise ValueError(
                 f"`{name}` is longer than `max_sequence_length` "

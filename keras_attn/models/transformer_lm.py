@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attn._adapters import AdapterMixin
 from keras_attn._validation import check_choice
+from keras_attn._validation import static_shape
 from keras_attn._validation_tokens import check_token_ids
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
@@ -208,7 +209,8 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
         self.built = True
 
     def _check_token_ids(self, token_ids):
-        shape = tuple(token_ids.shape)
+        # Static: an exported length is symbolic (JAX), not None.
+        shape = static_shape(token_ids)
         if len(shape) != 2:
             raise ValueError(
                 "`token_ids` must have shape (batch, length). Received: "

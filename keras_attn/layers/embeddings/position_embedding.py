@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_attn._validation import check_positive_int
+from keras_attn._validation import static_shape
 from keras_attn.ops import positions as position_ops
 
 
@@ -78,7 +79,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs, start_index=0, positions=None):
         shape = tuple(inputs.shape)
-        length = shape[-2]
+        length = static_shape(inputs)[-2]  # None when symbolic (JAX export)
         if length is not None and length > self.sequence_length:
             raise ValueError(
                 f"`inputs` has {length} positions, more than "
@@ -91,12 +92,12 @@ class PositionEmbedding(keras.layers.Layer):
             # (T, D) or (B, T, D)
             embeddings = ops.take(table, ops.cast(positions, "int32"), axis=0)
         else:
-            # (T, D): rows start_index .. start_index + T - 1.
-            embeddings = ops.slice(
-                table,
-                (start_index, 0),
-                (ops.shape(inputs)[-2], shape[-1]),
-            )
+            # (T, D): rows start_index .. start_index + T - 1, gathered:
+            # a slice of size T fails JAX's shape-polymorphic export
+            # (jax2tf), which cannot prove a symbolic T fits the table.
+            rows = ops.arange(ops.shape(inputs)[-2], dtype="int32")
+            rows = rows + ops.cast(start_index, "int32")  # (T,)
+            embeddings = ops.take(table, rows, axis=0)
         return ops.broadcast_to(embeddings, ops.shape(inputs))
 
     def get_config(self):
