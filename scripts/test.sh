@@ -16,7 +16,10 @@ for backend in $BACKENDS; do
   echo "== pytest, KERAS_BACKEND=$backend"
   log=$(mktemp)
   # Each backend is its own process: Keras picks the backend at import time.
-  KERAS_BACKEND=$backend "$BIN/python" -m pytest -n 2 --dist loadfile -q \
+  # Whole files go to the two workers in the order tests/conftest.py gives
+  # (the slow files first), not xdist's own (the most tests first).
+  KERAS_BACKEND=$backend "$BIN/python" -m pytest -n 2 --dist loadfile \
+    --no-loadscope-reorder -q \
     -p no:cacheprovider --ignore=tests/docs/test_site.py "$@" tests 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   # pytest's closing line, e.g. "== 250 passed, 1 deselected in 300.00s =="
