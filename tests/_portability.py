@@ -5,6 +5,7 @@ Run as a script, in a process whose `KERAS_BACKEND` is the backend to use
 
     python -m tests._portability save DIR   # DIR/<backend>_<model>.keras
     python -m tests._portability load DIR...  # checks every file in DIRs
+    python -m tests._portability save-load DIR DIR...  # both, in one process
 
 `save` writes, per model, the `.keras` file and an `.npz` of the inputs and
 of the outputs the saving backend computed. `load` loads every `.keras` file
@@ -196,4 +197,12 @@ if __name__ == "__main__":
         sys.exit(0)
     if command == "load":
         sys.exit(load(args))
-    sys.exit(f"unknown command {command!r}: use save DIR or load DIR...")
+    if command == "save-load":
+        # One process instead of two (an import of Keras and a backend
+        # less): saves into the first DIR, then loads every DIR.
+        save(args[0])
+        sys.exit(load(args))
+    sys.exit(
+        f"unknown command {command!r}: use save DIR, load DIR... or "
+        "save-load DIR DIR..."
+    )

@@ -8,6 +8,26 @@ import os
 
 # Quieter TensorFlow; set before any backend import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# JAX compiles every new shape of every op it runs eagerly (~30 ms of CPU
+# each here), and most of a JAX run's time is these compilations. One
+# persistent compilation cache for the whole run, every small program
+# included, lets the xdist workers and the subprocesses the tests start
+# (examples, portability) reuse what another process already compiled. The
+# first process to import this file (the xdist controller, or pytest itself
+# without xdist) makes the directory and removes it at exit; workers and
+# subprocesses inherit it through the environment. A directory set by the
+# caller is kept as it is. Set before any backend import: JAX reads these
+# at import time.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _jax_cache = tempfile.mkdtemp(prefix="keras_attn_jax_cache_")
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # Under pytest-xdist each worker gets one CPU thread: `make test` runs one
 # worker per core, and several multi-threaded workers on the same cores slow
 # each other down many times over. Set before any backend import.
@@ -95,6 +115,27 @@ def pytest_configure(config):
         "requires_trainable_backend: needs gradients (every backend here has "
         "them; kept for parity with keras-hub's suites)",
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs the files with `large` tests first, the most of them first.
+
+    `make test` hands whole files to its two xdist workers (`--dist
+    loadfile --no-loadscope-reorder`), in this order. A slow file handed
+    out last keeps one worker busy while the other has nothing left; so
+    the files with slow tests go first, then the others, those with the
+    most tests first (xdist's own order). Within a file the order is kept.
+    """
+    by_file = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def cost(name):
+        tests = by_file[name]
+        large = sum(1 for t in tests if t.get_closest_marker("large"))
+        return (-large, -len(tests))
+
+    items[:] = [t for name in sorted(by_file, key=cost) for t in by_file[name]]
 
 
 def pytest_report_header(config):

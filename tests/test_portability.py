@@ -9,14 +9,14 @@
   `KERAS_BACKEND=<backend> PYTHONPATH=. python -m tests._portability save
   tests/fixtures/keras`, and `git add -f` them (`.gitignore` ignores
   `*.keras`).
-- Fresh files: each backend saves the four models in its own process and
-  each backend loads all of them (the 3 x 3 pairs).
+- Fresh files: each backend saves the four models and each backend loads
+  all of them (the 3 x 3 pairs).
 
-`test_nine_backend_pairs` does both in subprocesses (one loading process
-per backend reads the fresh and the committed files). It spawns the three
-backends itself, so it runs in the JAX run of `make test` only (once per
-`make test`) and is skipped in the two others. To check one file in
-process: `tests._portability.check_file(path)`.
+`test_nine_backend_pairs` does both: JAX in the test's own process, the two
+other backends in subprocesses (three in all: TensorFlow saves and loads in
+one). It spawns the other backends itself, so it runs in the JAX run of
+`make test` only (once per `make test`) and is skipped in the two others.
+To check one file in process: `tests._portability.check_file(path)`.
 """
 
 import glob
@@ -26,6 +26,8 @@ import sys
 
 import keras
 import pytest
+
+from tests import _portability
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "keras")
@@ -74,12 +76,27 @@ def _run_backend(backend, *args):
     keras.backend.backend() != "jax",
     reason="spawns all three backends; runs once, in the JAX run",
 )
-def test_nine_backend_pairs(tmp_path):
-    dirs = [str(tmp_path / b) for b in BACKENDS]
-    for backend, directory in zip(BACKENDS, dirs):
-        _run_backend(backend, "save", directory)
-    for backend in BACKENDS:
-        out = _run_backend(backend, "load", *dirs, FIXTURES)
+def test_nine_backend_pairs(tmp_path, capsys):
+    dirs = {b: str(tmp_path / b) for b in BACKENDS}
+    # Each backend saves before any backend loads, and each process start
+    # costs an import of Keras and a backend: JAX (this process's backend)
+    # saves and loads here, and in this order three subprocesses do the
+    # rest instead of six. Every backend loads every backend's fresh files
+    # and the committed ones.
+    everything = [dirs["tensorflow"], dirs["jax"], dirs["torch"], FIXTURES]
+    _portability.save(dirs["jax"])
+    _run_backend("torch", "save", dirs["torch"])
+    outputs = {
+        "tensorflow": _run_backend("tensorflow", "save-load", *everything)
+    }
+    outputs["torch"] = _run_backend("torch", "load", *everything)
+    capsys.readouterr()
+    failed = _portability.load(everything)
+    outputs["jax"] = capsys.readouterr().out
+    assert failed == 0, outputs["jax"]
+    for backend, out in outputs.items():
         # Four models saved on each of the three backends, fresh and
-        # committed, loaded here.
-        assert out.count("\nok ") + out.startswith("ok ") == 24, out
+        # committed, loaded on this backend.
+        lines = [x for x in out.splitlines() if x.startswith("ok ")]
+        assert len(lines) == 24, (backend, out)
+        assert all(line.split()[3] == backend + ":" for line in lines), out

@@ -44,10 +44,14 @@ SPLIT_KV = {
 # ReversibleEmbedding named "embedding".
 LM_EXTRA = {"embedding/embeddings": [None, M]}
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "jax",
-    reason="keras.distribution runs on the JAX backend only",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        keras.backend.backend() != "jax",
+        reason="keras.distribution runs on the JAX backend only",
+    ),
+    # The subprocess behind `report` takes about a minute.
+    pytest.mark.large,
+]
 
 
 def _expected(name, path):
