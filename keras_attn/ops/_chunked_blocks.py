@@ -341,7 +341,7 @@ def _backward_rows(
     d_bias = None
     if bias is not None:
         # (b, K|1, G|1, t|1, S_pad|1)
-        d_bias = ops.zeros(bias.shape, "float32")
+        d_bias = ops.zeros_like(bias)
     if num_blocks == 0:
         return ops.zeros_like(query), d_key, d_value, d_bias
 

@@ -12,6 +12,15 @@ attention sinks as the starting state of the online softmax (a running max
 equal to the sink and a normaliser of 1: a key of value zero seen first).
 On PyTorch a `score_mod` or soft cap takes the key-block loop too, as its
 kernel has neither.
+
+The backward pass is memory-efficient too: the block loops (in
+`_chunked_blocks.py`) keep only the output and each row's log-sum-exp and
+recompute the weights block by block, as flash attention does, so a
+training step needs O(T + S) extra memory per head. Gradients reach the
+query, key, value, bias and sinks; a `score_mod` (which may close over
+trainable variables) is differentiated by plain autodiff instead, which
+keeps every block's weights. On PyTorch without modifiers the native
+kernel's own backward is used.
 """
 
 import keras
