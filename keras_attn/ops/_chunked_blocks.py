@@ -384,7 +384,8 @@ def _backward_rows(
                 d_bias = ops.slice_update(
                     d_bias,
                     (0, 0, 0, 0, start),
-                    ops.slice(d_bias, (0, 0, 0, 0, start), grad.shape) + grad,
+                    ops.slice(d_bias, (0, 0, 0, 0, start), ops.shape(grad))
+                    + grad,
                 )
         return d_query, d_key, d_value, d_bias
 
