@@ -214,6 +214,14 @@ def main():
         "--lengths", nargs="+", type=int, default=[1024, 4096, 8192]
     )
     parser.add_argument("--train", action="store_true")
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=CANDIDATES,
+        choices=CANDIDATES,
+        help="a subset of the columns (the ratios need 'torch kernel' and "
+        "'reference')",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--budget-gib",
@@ -236,14 +244,15 @@ def main():
     )
     for backend in args.backends:
         print(f"\n### {backend}\n")
-        print("| N | causal | " + " | ".join(CANDIDATES) + " |")
-        print("|---|---|" + "---|" * len(CANDIDATES))
+        names = [name for name in CANDIDATES if name in args.candidates]
+        print("| N | causal | " + " | ".join(names) + " |")
+        print("|---|---|" + "---|" * len(names))
         loads = [load()]
         for n in args.lengths:
             for causal in (False, True):
-                rounds = {name: [] for name in CANDIDATES}
+                rounds = {name: [] for name in names}
                 for _ in range(args.rounds):
-                    for name in CANDIDATES:
+                    for name in names:
                         rounds[name].append(
                             run_one(
                                 backend,
@@ -255,13 +264,13 @@ def main():
                             )
                         )
                 results = {k: median_result(v) for k, v in rounds.items()}
-                time_base = results["torch kernel"]
-                memory_base = results["reference"]
+                time_base = results.get("torch kernel")
+                memory_base = results.get("reference")
                 cells = [
                     fmt(results[name], time_base, "seconds", "s")
                     + "<br>"
                     + fmt(results[name], memory_base, "peak_mib", "MiB")
-                    for name in CANDIDATES
+                    for name in names
                 ]
                 print(
                     f"| {n} | {causal} | " + " | ".join(cells) + " |",
