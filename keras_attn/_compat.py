@@ -173,8 +173,8 @@ def custom_vjp(forward, backward):
 
 
 def _jax_zero_cotangent(x):
+    """JAX's zero cotangent of `x`: float0 for an integer or boolean input."""
     import jax
-    import numpy as np
 
     if jax.dtypes.issubdtype(x.dtype, np.inexact):
         return jax.numpy.zeros_like(x)
