@@ -114,3 +114,87 @@ class TokenModelSaveSignature:
     @property
     def _default_save_signature(self):
         return None
+
+
+def custom_vjp(forward, backward):
+    """A function of tensors whose gradient is given by `backward`.
+
+    `forward(*tensors)` returns `(output, residuals)`, a tensor and a tuple
+    of tensors; `backward(tensors, residuals, d_output)` returns one
+    gradient per input tensor (None for a boolean one). Autodiff keeps only
+    the inputs and the residuals alive, not what `forward` computes on the
+    way: the chunked attention uses this to recompute its blocks in the
+    backward pass (see `keras_attn/ops/_chunked_blocks.py` for the maths).
+
+    `keras.ops.custom_gradient` does not fit: on PyTorch it saves the
+    inputs only, passes them to the gradient function under a different
+    signature than JAX and TensorFlow, and turns any error of the forward
+    into NaN gradients. Each backend's own mechanism is used instead.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        @jax.custom_vjp
+        def fn(*tensors):
+            return forward(*tensors)[0]
+
+        def fn_forward(*tensors):
+            output, residuals = forward(*tensors)
+            return output, (tensors, residuals)
+
+        def fn_backward(saved, d_output):
+            tensors, residuals = saved
+            grads = backward(tensors, residuals, d_output)
+            # JAX wants a cotangent per input: float0 zeros for booleans.
+            return tuple(
+                _jax_zero_cotangent(x) if g is None else g
+                for x, g in zip(tensors, grads)
+            )
+
+        fn.defvjp(fn_forward, fn_backward)
+        return fn
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def fn(*tensors):
+            output, residuals = forward(*tensors)
+
+            def grad_fn(d_output):
+                return backward(tensors, residuals, d_output)
+
+            return output, grad_fn
+
+        return fn
+    import torch
+
+    class Function(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *tensors):
+            # Runs without recording a graph: nothing inside is kept.
+            output, residuals = forward(*tensors)
+            ctx.num_inputs = len(tensors)
+            ctx.save_for_backward(*tensors, *residuals)
+            return output
+
+        @staticmethod
+        def backward(ctx, d_output):
+            saved = ctx.saved_tensors
+            tensors, residuals = (
+                saved[: ctx.num_inputs],
+                saved[ctx.num_inputs :],
+            )
+            with torch.no_grad():
+                return tuple(backward(tensors, residuals, d_output))
+
+    return Function.apply
+
+
+def _jax_zero_cotangent(x):
+    """JAX's zero cotangent of `x`: float0 for an integer or boolean input."""
+    import jax
+
+    if jax.dtypes.issubdtype(x.dtype, np.inexact):
+        return jax.numpy.zeros_like(x)
+    return np.zeros(x.shape, jax.dtypes.float0)

@@ -19,7 +19,9 @@ The implementations:
   the backend's own kernel (PyTorch's `scaled_dot_product_attention`, cuDNN
   or XLA on JAX).
 - `"chunked"` (`attention_chunked.py`): memory-efficient attention, an
-  online softmax over key blocks: O(T*S) time, O(T + S) extra memory.
+  online softmax over key blocks: O(T*S) time, O(T + S) extra memory, in
+  the backward pass too (the weights are recomputed block by block; with
+  a `score_mod`, plain autodiff keeps them).
 - `"auto"`: picks one (see `_choose_implementation`).
 
 Score modifiers (`logit_soft_cap`, `sinks`, `score_mod`; see
