@@ -25,6 +25,8 @@ from keras import ops
 from keras_attn import _compat
 from keras_attn._validation_attention import check_cache
 from keras_attn.layers.attention._kv_cache import write_kv_cache
+from keras_attn.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attn.layers.transformer.feed_forward import FeedForward
 from keras_attn.ops.attention import scaled_dot_product_attention
 from keras_attn.ops.masks import attention_mask_from
 
@@ -49,8 +51,11 @@ def plain_attention_config(attention):
     """`(num_key_value_heads, key_dim)` of a plain attention layer, or None.
 
     Read from its config (the constructor arguments): none of them changes
-    after construction, so a block computes this once.
+    after construction, so a block computes this once. A subclass may
+    compute attention its own way: only the class itself qualifies.
     """
+    if type(attention) is not MultiHeadAttention:
+        return None
     config = attention.get_config()
     for name, default in _PLAIN_ATTENTION.items():
         value = config.get(name, default)
@@ -156,6 +161,7 @@ def plain_step_sizes(block):
         block._cross_attention_layer is not None
         or block.position is not None
         or block._position_bias_layer is not None
+        or type(block._feedforward_layer) is not FeedForward
     ):
         return None
     return plain_attention_config(block._self_attention_layer)
