@@ -48,6 +48,44 @@ def is_tracing(x):
     return False
 
 
+def loop_runs_in_python(x):
+    """Whether a decoding loop over the concrete tensor `x` is Python's.
+
+    `keras.ops.while_loop` is a plain Python loop on PyTorch (eager), so
+    its index may as well be a Python int: PyTorch then slices and updates
+    at it without building index tensors, and a step reads no value back
+    from the device to know where it is. Under `torch.compile`, and on
+    JAX and TensorFlow, the loop stays a `while_loop` over tensors.
+    """
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return not torch.compiler.is_compiling() and not isinstance(
+        x, keras.KerasTensor
+    )
+
+
+def cache_prefix_length(index, query_length):
+    """`index + T` as a Python int where attending a cache prefix pays.
+
+    A decoding step attends the cache positions `< index + T`. With a
+    static cache length, every backend can mask the rest (`T` by `S_max`
+    logits); on PyTorch with a Python index, slicing the valid prefix
+    instead is cheaper: its kernel takes the unmasked fast path and does
+    no work for the empty tail. Under XLA the shape must stay static, so
+    this is None there (and for tensor indices).
+    """
+    if (
+        keras.backend.backend() != "torch"
+        or isinstance(index, bool)
+        or not isinstance(index, int)
+        or not isinstance(query_length, int)
+    ):
+        return None
+    return index + query_length
+
+
 def retrack_variables(layer):
     """Updates PyTorch's parameter registry after a layer was quantized.
 

@@ -70,7 +70,7 @@ def check_attention_call(
     key_lengths = tuple(key_shape[1:-1])
     where = " (batch and positions)"
     if cache is not None:
-        _check_cache(
+        check_cache(
             query_shape,
             key_shape,
             cache,
@@ -155,7 +155,8 @@ def _check_attention_mask(mask, scores_shape, num_axes):
         )
 
 
-def _check_cache(query_shape, key_shape, cache, index, sizes):
+def check_cache(query_shape, key_shape, cache, index, sizes):
+    """A `(B, 2, S_max, K, H)` cache and its update index for the inputs."""
     num_key_value_heads, key_dim, value_dim = sizes
     if len(query_shape) != 3:
         raise ValueError(

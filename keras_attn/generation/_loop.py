@@ -7,6 +7,7 @@ but calls the model through the same step function.
 
 from keras import ops
 
+from keras_attn import _compat
 from keras_attn._compat import is_tracing
 from keras_attn._validation import check_mask_dtype
 from keras_attn._validation import check_non_negative_int
@@ -68,14 +69,21 @@ def run_loop(cond, body, loop_vars, eager=False):
     The Python loop runs the body op by op on concrete tensors, so the
     body may hand values to the host (a `stream` callback); the
     `while_loop` is compiled on JAX (and under `tf.function` / `jax.jit`)
-    and never syncs with the host between steps.
+    and never syncs with the host between steps. A condition that is a
+    Python bool (a Python index, no stopping rule) costs no sync either.
     """
     if not eager:
         return ops.while_loop(cond, body, loop_vars)
     loop_vars = tuple(loop_vars)
-    while bool(ops.convert_to_numpy(cond(*loop_vars))):
+    while _truth(cond(*loop_vars)):
         loop_vars = tuple(body(*loop_vars))
     return loop_vars
+
+
+def _truth(value):
+    if isinstance(value, bool):
+        return value
+    return bool(ops.convert_to_numpy(value))
 
 
 def check_stream(stream, tokens):
@@ -170,8 +178,15 @@ def decoding_loop(
     done = ops.zeros((batch_size,), dtype="bool")
     pad = ops.cast(pad_token, tokens.dtype)
     stops = end_token is not None or bool(stop_sequences)
+    # Where the loop runs in Python anyway (PyTorch), the index is a Python
+    # int: slices and updates at it then take the backends' fast paths,
+    # and, without a stopping rule, the loop never reads a tensor.
+    host_index = _compat.loop_runs_in_python(tokens)
+    index = start_index if host_index else index_tensor(start_index)
 
     def cond(index, tokens, cache, done):
+        if not stops:
+            return index < max_length
         return ops.logical_and(
             index < max_length, ops.logical_not(ops.all(done))
         )
@@ -196,8 +211,8 @@ def decoding_loop(
     _, tokens, cache, _ = run_loop(
         cond,
         body,
-        (index_tensor(start_index), tokens, cache, done),
-        eager=stream is not None,
+        (index, tokens, cache, done),
+        eager=stream is not None or host_index,
     )
     if not return_cache:
         return tokens

@@ -237,8 +237,10 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
             x = self.embedding_dropout(x, training=training)
         return x
 
-    def _head(self, hidden):
+    def _head(self, hidden, plain=False):
         # (..., D) final-normed hidden states -> (..., V)
+        if plain:
+            return self.token_embedding.call(hidden, reverse=True)
         return self.token_embedding(hidden, reverse=True)
 
     def call(self, token_ids, training=None):
@@ -314,14 +316,41 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
         hidden, cache, scores = self._cached_hidden(
             token_ids, cache, cache_update_index, return_attention_scores
         )
+        logits = self._head(hidden, self._plain_sublayers())
         if return_attention_scores:
-            return self._head(hidden), cache, scores
-        return self._head(hidden), cache
+            return logits, cache, scores
+        return logits, cache
+
+    def _plain_sublayers(self):
+        """Whether the embedding, final norm and head may run by `call`.
+
+        `Layer.__call__` costs more than these sublayers' few ops in a
+        decoding step; their `call` is the same maths where no autocast
+        (mixed precision) nor quantized kernel is involved.
+        """
+        policy = self.dtype_policy
+        layers = (self.final_norm, self.token_embedding)
+        if self.position == "learned":
+            layers += (self.embedding.position_embedding,)
+        return policy.compute_dtype == policy.variable_dtype and all(
+            layer.quantization_mode is None for layer in layers
+        )
+
+    def _step_embed(self, token_ids, start_index, plain):
+        """`_embed` in inference, by the sublayers' `call` when `plain`."""
+        if not plain:
+            return self._embed(token_ids, start_index=start_index)
+        x = self.token_embedding.call(token_ids)  # (B, T, D)
+        if self.position == "learned":
+            positions = self.embedding.position_embedding
+            x = x + positions.call(x, start_index=start_index)
+        return x
 
     def _cached_hidden(self, token_ids, cache, cache_update_index, scores):
         """`call_with_cache` up to the final norm: `(hidden, cache, scores)`."""
         return_attention_scores = scores
-        x = self._embed(token_ids, start_index=cache_update_index)
+        plain = self._plain_sublayers()
+        x = self._step_embed(token_ids, cache_update_index, plain)
         new_cache = []
         scores = None
         for i, (block, block_cache) in enumerate(zip(self.blocks, cache)):
@@ -338,7 +367,8 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
             else:
                 x, block_cache = outputs
             new_cache.append(block_cache)
-        return self.final_norm(x), tuple(new_cache), scores
+        x = self.final_norm.call(x) if plain else self.final_norm(x)
+        return x, tuple(new_cache), scores
 
     def _generate(self, inputs, request):
         # The `generate` of `GenerateMixin` calls this under inference mode.
@@ -395,10 +425,15 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
             )
             return hidden, dict(cache, kv=kv), scores
 
+        plain = self._plain_sublayers()
+
+        def head(hidden):
+            return self._head(hidden, plain)
+
         next_fn = transformer_next_fn(
             full_pass,
             cached_step,
-            self._head,
+            head,
             use_cache,
             with_scores,
             with_hidden,

@@ -16,13 +16,10 @@ def write_kv_cache(cache, key, value, index):
     Returns:
         The updated cache `(B, 2, S_max, K, H)`.
     """
-    start = [0, index, 0, 0]
-    # (B, S_max, K, H) each.
-    key_cache = ops.slice_update(
-        cache[:, 0, ...], start, ops.cast(key, cache.dtype)
+    # (B, 2, T, K, H): keys and values written with one update, so that
+    # a step copies the cache once (an update of each half and a stack
+    # would copy it three times where the backend does not update in place).
+    update = ops.stack(
+        (ops.cast(key, cache.dtype), ops.cast(value, cache.dtype)), axis=1
     )
-    value_cache = ops.slice_update(
-        cache[:, 1, ...], start, ops.cast(value, cache.dtype)
-    )
-    # (B, 2, S_max, K, H)
-    return ops.stack((key_cache, value_cache), axis=1)
+    return ops.slice_update(cache, [0, 0, index, 0, 0], update)

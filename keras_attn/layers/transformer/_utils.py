@@ -80,3 +80,34 @@ def merge_masks(padding_mask, attention_mask, keras_mask=None):
             else ops.logical_and(mask, attention_mask)
         )
     return mask
+
+
+def check_scores_flag(value):
+    """Whether `return_attention_scores` asks for all the scores."""
+    if not (isinstance(value, str) and value == "all") and value not in (
+        None,
+        True,
+        False,
+    ):
+        raise ValueError(
+            "`return_attention_scores` must be a bool or 'all'. Received: "
+            f"return_attention_scores={value!r}"
+        )
+    return value == "all"
+
+
+def unpack_attention(outputs, with_scores, with_cache):
+    """`(output, scores or None, cache or None)` of an attention call."""
+    if not with_scores and not with_cache:
+        return outputs, None, None
+    outputs = tuple(outputs)
+    return (
+        outputs[0],
+        outputs[1] if with_scores else None,
+        outputs[-1] if with_cache else None,
+    )
+
+
+def static_length(x, axis):
+    # Static when known: the position biases validate Python ints.
+    return x.shape[axis] if x.shape[axis] is not None else ops.shape(x)[axis]

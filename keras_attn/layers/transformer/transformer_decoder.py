@@ -1,10 +1,15 @@
 import keras
-from keras import ops
 
+from keras_attn.layers.transformer._decoding_step import can_step_plainly
+from keras_attn.layers.transformer._decoding_step import plain_decoder_step
+from keras_attn.layers.transformer._decoding_step import plain_step_sizes
 from keras_attn.layers.transformer._transformer_block import TransformerBlock
 from keras_attn.layers.transformer._utils import check_masks
+from keras_attn.layers.transformer._utils import check_scores_flag
 from keras_attn.layers.transformer._utils import check_sequence
 from keras_attn.layers.transformer._utils import merge_masks
+from keras_attn.layers.transformer._utils import static_length
+from keras_attn.layers.transformer._utils import unpack_attention
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -209,6 +214,7 @@ class TransformerDecoder(TransformerBlock):
         self._feedforward_dropout = self._dropout("feedforward_dropout")
         self._build_position_bias(decoder_sequence_shape)
         self._restore_lora()
+        self._plain_step_sizes = plain_step_sizes(self)
         self.built = True
 
     def _check_call(
@@ -314,10 +320,24 @@ class TransformerDecoder(TransformerBlock):
             self_attention_cache_update_index,
             cross_attention_cache,
         )
+        if self._plain_step_sizes is not None and can_step_plainly(
+            self,
+            self_attention_cache,
+            (decoder_padding_mask, decoder_attention_mask, mask),
+            decoder_sequence_mask,
+            use_causal_mask and not return_attention_scores,
+            training,
+        ):
+            return plain_decoder_step(
+                self,
+                decoder_sequence,
+                self_attention_cache,
+                self_attention_cache_update_index,
+            )
         has_cache = self_attention_cache is not None
         has_cross = self._cross_attention_layer is not None
         # Which sublayers return scores: the last one, or both with "all".
-        want_all = _check_scores_flag(return_attention_scores)
+        want_all = check_scores_flag(return_attention_scores)
         want_self = bool(return_attention_scores) and not has_cross
         want_self = want_self or want_all
         # (B, 1 | T, S) boolean or None; the causal mask is added by the
@@ -329,9 +349,11 @@ class TransformerDecoder(TransformerBlock):
             if decoder_sequence_mask is not None
             else mask,
         )
-        query_length = _length(decoder_sequence, 1)
+        query_length = static_length(decoder_sequence, 1)
         key_length = (
-            _length(self_attention_cache, 2) if has_cache else query_length
+            static_length(self_attention_cache, 2)
+            if has_cache
+            else query_length
         )
         start_index = self_attention_cache_update_index if has_cache else 0
         bias = self._position_bias(query_length, key_length, start_index)
@@ -413,7 +435,9 @@ class TransformerDecoder(TransformerBlock):
             training=training,
             **attention_kwargs,
         )
-        x, scores, cache = _unpack(outputs, return_attention_scores, has_cache)
+        x, scores, cache = unpack_attention(
+            outputs, return_attention_scores, has_cache
+        )
         x = self._residual(x, residual, norm, dropout, training)
         return x, scores, cache
 
@@ -464,34 +488,3 @@ class TransformerDecoder(TransformerBlock):
                 ),
             )
         return outputs[0] if len(outputs) == 1 else outputs
-
-
-def _check_scores_flag(value):
-    """Whether `return_attention_scores` asks for all the scores."""
-    if not (isinstance(value, str) and value == "all") and value not in (
-        None,
-        True,
-        False,
-    ):
-        raise ValueError(
-            "`return_attention_scores` must be a bool or 'all'. Received: "
-            f"return_attention_scores={value!r}"
-        )
-    return value == "all"
-
-
-def _unpack(outputs, with_scores, with_cache):
-    """`(output, scores or None, cache or None)` of an attention call."""
-    if not with_scores and not with_cache:
-        return outputs, None, None
-    outputs = tuple(outputs)
-    return (
-        outputs[0],
-        outputs[1] if with_scores else None,
-        outputs[-1] if with_cache else None,
-    )
-
-
-def _length(x, axis):
-    # Static when known: the position biases validate Python ints.
-    return x.shape[axis] if x.shape[axis] is not None else ops.shape(x)[axis]
