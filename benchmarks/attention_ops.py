@@ -141,6 +141,7 @@ def main():
         default=6.0,
         help="skip dense calls whose two (B, N, T, S) matrices exceed this",
     )
+    parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -151,6 +152,7 @@ def main():
         "B=1, 8 heads, head size 64, float32 self-attention; time (ratio to "
         "keras.ops.dot_product_attention) and peak RSS growth (ratio)."
     )
+    rows = []  # for --json: one dict per (backend, N, causal)
     for backend in args.backends:
         print(f"\n### {backend}\n")
         print("| N | causal | " + " | ".join(CANDIDATES) + " |")
@@ -172,6 +174,12 @@ def main():
                     f"| {n} | {causal} | " + " | ".join(cells) + " |",
                     flush=True,
                 )
+                rows.append(
+                    dict(backend=backend, n=n, causal=causal, results=results)
+                )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"benchmark": "attention_ops", "rows": rows}, f)
 
 
 if __name__ == "__main__":

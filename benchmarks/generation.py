@@ -22,6 +22,7 @@ Usage: KERAS_BACKEND=jax python benchmarks/generation.py [--repeats 5]
 """
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -154,6 +155,7 @@ class HubLM:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     model = TransformerLM(
@@ -226,6 +228,18 @@ def main():
         "  ours / keras-hub time:      "
         f"{times['ours, cached'] / times['keras-hub, cached']:.2f} (<= 1.0)"
     )
+    if args.json:
+        results = {
+            "benchmark": "generation",
+            "backend": BACKEND,
+            "threads": THREADS,
+            "batch": BATCH,
+            "new_tokens": NEW,
+            "times_ms": times,
+            "step_ms": {str(k): v for k, v in step_ms.items()},
+        }
+        with open(args.json, "w") as f:
+            json.dump(results, f)
 
 
 if __name__ == "__main__":
