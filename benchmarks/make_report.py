@@ -460,13 +460,12 @@ def main():
     args = parser.parse_args()
     if not args.render_only:
         os.makedirs(RESULTS, exist_ok=True)
-        stored = _load("machine") or {}
         info = machine()
-        info["runs"] = stored.get("runs", {})
         for name in args.only:
-            info["runs"][name] = run_benchmark(
-                name, args.backends, args.reduced
-            )
+            run = run_benchmark(name, args.backends, args.reduced)
+            # Re-read: another `--only` run may have stored its own since.
+            info["runs"] = (_load("machine") or {}).get("runs", {})
+            info["runs"][name] = run
             with open(os.path.join(RESULTS, "machine.json"), "w") as f:
                 json.dump(info, f, indent=1)
     render()
