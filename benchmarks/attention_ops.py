@@ -177,9 +177,11 @@ def main():
                 rows.append(
                     dict(backend=backend, n=n, causal=causal, results=results)
                 )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"benchmark": "attention_ops", "rows": rows}, f)
+                if args.json:  # after each row: a cut-off run keeps them
+                    with open(args.json, "w") as f:
+                        json.dump(
+                            {"benchmark": "attention_ops", "rows": rows}, f
+                        )
 
 
 if __name__ == "__main__":
