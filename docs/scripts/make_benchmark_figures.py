@@ -132,14 +132,18 @@ def training_figure(report, path):
                 seen.add(name)
         axis.set_xticks(range(len(data["groups"])))
         axis.set_xticklabels([g[0] for g in data["groups"]], fontsize=8)
+        # Head room above the bars for the legend.
+        top = max(max(rates.values()) for _, rates in data["groups"])
+        axis.set_ylim(0, top * 1.3)
         axis.set_ylabel(data["unit"])
         axis.set_title(f"training step, {titles.get(model, model)}")
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, ncol=3, loc="upper center")
     sizes = report["backends"][0].get("sizes", {})
     fig.suptitle(
         "Training throughput, higher is better (width "
         f"{sizes.get('width')}, {sizes.get('layers')} blocks, "
-        f"{sizes.get('heads')} heads; median of {report['runs']} runs)",
+        f"{sizes.get('heads')} heads; median of {report['runs']} runs; "
+        "wall time, shared CPU: the load is on the page)",
         fontsize=10,
     )
     fig.tight_layout()
