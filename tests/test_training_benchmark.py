@@ -12,12 +12,16 @@ import subprocess
 import sys
 
 import keras
+import pytest
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = SCRIPT / "training.py"
 BACKEND = keras.backend.backend()
 
 
+# Large: the subprocess imports keras-hub (and with it TensorFlow) and
+# compiles six tiny training steps; minutes on a loaded 2-core machine.
+@pytest.mark.large
 def test_quick_run_prints_the_ratio_table(tmp_path):
     out = tmp_path / "training.json"
     proc = subprocess.run(
