@@ -318,6 +318,14 @@ def _generation_section(report, runs):
                 )
         rate = {n: f"{tokens / (ms / 1e3):,.0f}" for n, ms in times.items()}
         rows.append((result["backend"], rate, ratios))
+    missing = [b for b in BACKENDS if b not in [r[0] for r in rows]]
+    if missing:
+        lines += [
+            "No result from "
+            + ", ".join(NAMES[b] for b in missing)
+            + ": the script failed there in this run (its log says why).",
+            "",
+        ]
     ratio_names = []
     for _, _, ratios in rows:
         ratio_names += [r for r in ratios if r not in ratio_names]
