@@ -229,6 +229,7 @@ def main():
         default=6.0,
         help="skip dense calls whose (B, N, T, S) matrices exceed this",
     )
+    parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -242,6 +243,7 @@ def main():
         f"{args.rounds} alternating rounds. Time (ratio to PyTorch's native "
         "kernel) and peak RSS growth (ratio to the dense `reference` path)."
     )
+    rows = []  # for --json: one dict per (backend, N, causal)
     for backend in args.backends:
         print(f"\n### {backend}\n")
         names = [name for name in CANDIDATES if name in args.candidates]
@@ -276,6 +278,14 @@ def main():
                     f"| {n} | {causal} | " + " | ".join(cells) + " |",
                     flush=True,
                 )
+                rows.append(
+                    dict(backend=backend, n=n, causal=causal, results=results)
+                )
+                if args.json:  # after each row: a cut-off run keeps them
+                    with open(args.json, "w") as f:
+                        json.dump(
+                            {"benchmark": "attention_ops", "rows": rows}, f
+                        )
                 loads.append(load())
         print(
             f"\nLoad average (1 min) during the table: {min(loads):.1f} to "

@@ -32,6 +32,7 @@ Usage: KERAS_BACKEND=jax python benchmarks/generation.py [--repeats 5]
 """
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -279,6 +280,7 @@ def _load():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     print("load before:", _load())
     keras.utils.set_random_seed(0)
@@ -415,6 +417,21 @@ def main():
     for name, value, target in rows:
         print(f"  {name:<32} {value:>8.2f}  {target}")
     print("load after:", _load())
+    if args.json:
+        results = {
+            "benchmark": "generation",
+            "backend": BACKEND,
+            "threads": THREADS,
+            "batch": BATCH,
+            "new_tokens": NEW,
+            "times_ms": times,
+            # our single cached step, by cache position
+            "step_ms": {str(p): steps["ours", p] for p in (32, 480)},
+            "steps_ms": {f"{n} at {p}": ms for (n, p), ms in steps.items()},
+            "ratios": {name: value for name, value, _ in rows},
+        }
+        with open(args.json, "w") as f:
+            json.dump(results, f)
 
 
 if __name__ == "__main__":

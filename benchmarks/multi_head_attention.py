@@ -11,6 +11,7 @@ Usage: KERAS_BACKEND=jax python benchmarks/multi_head_attention.py
 """
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -185,6 +186,7 @@ def _torch_forward(causal):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     rows = []
@@ -229,6 +231,19 @@ def main():
             f"| {name} | {ours_ms:.2f} | {peer} | {peer_ms:.2f} | "
             f"{ours_ms / peer_ms:.2f} |"
         )
+    if args.json:
+        results = {
+            "benchmark": "multi_head_attention",
+            "backend": BACKEND,
+            "threads": THREADS,
+            "repeats": args.repeats,
+            "rows": [
+                dict(case=name, ours_ms=ours, peer=peer, peer_ms=peer_ms)
+                for name, ours, peer, peer_ms in rows
+            ],
+        }
+        with open(args.json, "w") as f:
+            json.dump(results, f)
 
 
 if __name__ == "__main__":
