@@ -149,7 +149,7 @@ def _rnn_attention(cls, **kwargs):
     query, memory = _normal(B, 5), _normal(B, 6, 5)
     data = {"query": query, "memory": memory}
     axes = {"memory": (1,)}
-    if "Monotonic" in cls.__name__:
+    if "Monotonic" in cls.__name__ or cls is L.LocationSensitiveAttention:
         previous = np.zeros((B, 6), "float32")
         previous[:, 0] = 1.0
         data["previous_alignments"] = previous
@@ -260,6 +260,17 @@ def _attention_rnn():
     )
     data = {"inputs": _normal(B, 6, 4), "memory": _normal(B, 5, 6)}
     return Case(layer, data, {"inputs": (1,), "memory": (1,)})
+
+
+def _attention_rnn_cell():
+    # The memory's length is fixed when it is set up; the free axis is the
+    # length of the sequence the RNN runs over.
+    cell = L.AttentionRNNCell(
+        keras.layers.LSTMCell(6), L.LuongAttention(score_mode="general")
+    )
+    cell.setup_memory(_normal(B, 5, 6))
+    layer = keras.layers.RNN(cell, return_sequences=True)
+    return Case(layer, _normal(B, 6, 4), (1,))
 
 
 def _feed_forward():
@@ -376,11 +387,15 @@ def _vit():
 CASES = {
     "AlibiBias": _alibi,
     "AttentionRNN": _attention_rnn,
+    "AttentionRNNCell": _attention_rnn_cell,
     "BahdanauAttention": _bahdanau,
     "BahdanauMonotonicAttention": lambda: _rnn_attention(
         L.BahdanauMonotonicAttention, units=4
     ),
     "FeedForward": _feed_forward,
+    "LocationSensitiveAttention": lambda: _rnn_attention(
+        L.LocationSensitiveAttention, units=4
+    ),
     "LuongAttention": lambda: _rnn_attention(L.LuongAttention),
     "LuongMonotonicAttention": lambda: _rnn_attention(
         L.LuongMonotonicAttention
