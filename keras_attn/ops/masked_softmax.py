@@ -11,6 +11,29 @@ from keras_attn import _validation
 MASKED_LOGIT = -1e30
 
 
+def checked_logits_and_mask(logits, mask, axis):
+    """`logits` and `mask` as tensors and `axis` as a non-negative int.
+
+    The argument checks every normalisation of scores shares (this one,
+    `sparsemax`, `hardmax`): raises a `ValueError` naming the argument
+    before any backend op.
+    """
+    if not isinstance(logits, keras.KerasTensor):
+        logits = ops.convert_to_tensor(logits)
+    axis = _validation.check_axis("axis", axis, len(logits.shape))
+    if mask is not None:
+        if not isinstance(mask, keras.KerasTensor):
+            mask = ops.convert_to_tensor(mask)
+        _validation.check_mask_dtype("mask", mask)
+        _validation.check_broadcastable(
+            "mask",
+            mask,
+            _validation.static_shape(logits),
+            "the shape of `logits`",
+        )
+    return logits, mask, axis
+
+
 def masked_softmax(logits, mask=None, axis=-1, sinks=None):
     """Softmax over the positions `mask` allows; a fully masked row is zero.
 
@@ -51,19 +74,7 @@ def masked_softmax(logits, mask=None, axis=-1, sinks=None):
     #  [0.0,   0.0,   0.0]]
     ```
     """
-    if not isinstance(logits, keras.KerasTensor):
-        logits = ops.convert_to_tensor(logits)
-    axis = _validation.check_axis("axis", axis, len(logits.shape))
-    if mask is not None:
-        if not isinstance(mask, keras.KerasTensor):
-            mask = ops.convert_to_tensor(mask)
-        _validation.check_mask_dtype("mask", mask)
-        _validation.check_broadcastable(
-            "mask",
-            mask,
-            _validation.static_shape(logits),
-            "the shape of `logits`",
-        )
+    logits, mask, axis = checked_logits_and_mask(logits, mask, axis)
     if sinks is not None and not isinstance(sinks, keras.KerasTensor):
         sinks = ops.convert_to_tensor(sinks)
     dtype = logits.dtype

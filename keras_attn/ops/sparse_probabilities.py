@@ -4,26 +4,14 @@ Like `masked_softmax`, they give masked positions exactly 0 and a fully
 masked row zeros, and compute in float32 whatever the input dtype.
 """
 
-import keras
 from keras import ops
 
-from keras_attn import _validation
+from keras_attn.ops.masked_softmax import checked_logits_and_mask
 
 
 def _prepare(logits, mask, axis):
-    if not isinstance(logits, keras.KerasTensor):
-        logits = ops.convert_to_tensor(logits)
-    axis = _validation.check_axis("axis", axis, len(logits.shape))
+    logits, mask, axis = checked_logits_and_mask(logits, mask, axis)
     if mask is not None:
-        if not isinstance(mask, keras.KerasTensor):
-            mask = ops.convert_to_tensor(mask)
-        _validation.check_mask_dtype("mask", mask)
-        _validation.check_broadcastable(
-            "mask",
-            mask,
-            _validation.static_shape(logits),
-            "the shape of `logits`",
-        )
         mask = ops.broadcast_to(ops.cast(mask, "bool"), ops.shape(logits))
     return logits, mask, axis
 

@@ -188,7 +188,8 @@ def test_bad_tokens_rank():
 @pytest.mark.parametrize("search", [greedy_search, beam_search])
 def test_bare_tensor_cache_and_no_cache_returned(search):
     def next_fn(tokens, cache, index):
-        logits = ops.one_hot(ops.full((ops.shape(tokens)[0],), 2), 5)
+        rows = ops.shape(tokens)[0]
+        logits = ops.one_hot(ops.full((rows,), 2, dtype="int32"), 5)
         return logits, (cache if isinstance(cache, tuple) else cache + 1.0)
 
     # A bare tensor is a valid cache nest (`cache == ()` raised on JAX).
