@@ -213,14 +213,17 @@ def _attention_section(report, runs):
         "`python benchmarks/attention_ops.py`",
         "",
         "`keras_attn.ops.scaled_dot_product_attention` with each "
-        "`implementation` against `keras.ops.dot_product_attention`: B=1, 8 "
-        "heads, head size 64, float32 self-attention. Each cell is the time "
-        "of one call (the best of 3 up to N=4,096, one call above) and the "
-        "peak RSS growth of a fresh process over the call, compilation "
-        "included; in brackets the ratio to `keras.ops.dot_product_attention`"
-        " in the same run. JAX and TensorFlow calls are jit-compiled (XLA), "
-        'PyTorch runs eagerly. "skipped": the dense matrices would not fit '
-        "the script's memory budget.",
+        "`implementation` against PyTorch's own kernel "
+        "(`torch.nn.functional.scaled_dot_product_attention`) and "
+        "`keras.ops.dot_product_attention`: B=1, 8 heads, head size 64, "
+        "float32 self-attention. Each cell is the time of one call and the "
+        "peak RSS growth of a fresh process over the call; in brackets the "
+        "time as a ratio to PyTorch's kernel and the memory as a ratio to "
+        "the dense `reference` path, in the same run (results from the "
+        "script before it had those columns: both ratios to "
+        "`keras.ops.dot_product_attention`). JAX and TensorFlow calls are "
+        'jit-compiled (XLA), PyTorch runs eagerly. "skipped": the dense '
+        "matrices would not fit the script's memory budget.",
         "",
         _load_text(runs, "attention_ops"),
         "",
@@ -240,11 +243,19 @@ def _attention_section(report, runs):
             "|---|---|" + "---|" * len(names),
         ]
         for row in rows:
-            base = row["results"].get("keras.ops")
+            results = row["results"]
+            # The script's bases; a results file older than its "torch
+            # kernel" column has keras.ops as the base of both.
+            time_base = results.get("torch kernel", results.get("keras.ops"))
+            memory_base = (
+                results.get("reference")
+                if "torch kernel" in results
+                else results.get("keras.ops")
+            )
             cells = [
-                _cell(row["results"][n], base, "seconds", "s")
+                _cell(results[n], time_base, "seconds", "s")
                 + "<br>"
-                + _cell(row["results"][n], base, "peak_mib", "MiB")
+                + _cell(results[n], memory_base, "peak_mib", "MiB")
                 for n in names
             ]
             lines.append(
