@@ -37,8 +37,10 @@ class GenerateMixin(TokenModelSaveSignature):
     """Gives a model the one `generate` of `keras_attn.models`' contract.
 
     A model implements `_generate(inputs, request)`: it parses its inputs
-    into a prompt, builds its step function and runs the decoding loop
-    (`keras_attn.models._decoding.generate`). The models that generate are
+    into a prompt and a context (e.g. the encoder output) and runs the
+    decoding loop (`keras_attn.models._decoding.generate`) with its step
+    function; on JAX through a compiled program kept on the model
+    (`run_decoding`). The models that generate are
     the ones whose inputs are token ids, hence `TokenModelSaveSignature`
     (so that `model.export()` works on TensorFlow).
     """
@@ -186,7 +188,7 @@ def seed_states(sampler):
     holds (a call advances them)."""
     return [
         value.state
-        for value in vars(sampler).values()
+        for value in getattr(sampler, "__dict__", {}).values()
         if isinstance(value, keras.random.SeedGenerator)
     ]
 
@@ -211,7 +213,7 @@ def compile_key(request, sampler, static):
     """
     if request.compiled is None or request.stream is not None:
         return None
-    if "seed" in vars(sampler) and sampler.seed is None:
+    if "seed" in getattr(sampler, "__dict__", {}) and sampler.seed is None:
         return None
     key = (
         static,
