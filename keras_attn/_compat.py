@@ -236,3 +236,61 @@ def _jax_zero_cotangent(x):
     if jax.dtypes.issubdtype(x.dtype, np.inexact):
         return jax.numpy.zeros_like(x)
     return np.zeros(x.shape, jax.dtypes.float0)
+
+
+def outside_jax_trace():
+    """Whether this is the JAX backend, running eagerly (not being traced).
+
+    `generate` then compiles its device part with `jax.jit` once per static
+    configuration (see `CompiledGeneration`): `ops.while_loop` alone would
+    trace and compile the loop again at every call. Inside a user's
+    `jax.jit` the loop is part of their program already. A new array is a
+    tracer exactly when a trace is active (what Keras asks, too).
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return not isinstance(jax.numpy.zeros(()), jax.core.Tracer)
+
+
+class CompiledGeneration:
+    """`fn(*args)` under `jax.jit`, with variables passed in, not baked in.
+
+    Tracing `fn` would capture every `keras.Variable` it reads as a
+    constant of the program (so a new program after each weight update).
+    Here the values of `variables_fn()` (the model's weights) and
+    `states_fn()` (seed generator states the call advances) are arguments
+    of the compiled function, mapped onto their variables by a
+    `keras.StatelessScope`; the states' new values are returned and
+    assigned back after the call. `jax.jit` retraces `fn` only for new
+    argument shapes or structures (more variables after LoRA or
+    quantization, say), calling `variables_fn` and `states_fn` again.
+
+    `fn` must take every per-call tensor as an argument: a tensor it
+    closes over would become a constant of the first program.
+    """
+
+    def __init__(self, fn, variables_fn, states_fn):
+        import jax
+
+        self.fn = fn
+        self.variables_fn = variables_fn
+        self.states_fn = states_fn
+        self.compiled = jax.jit(self.stateless)
+
+    def stateless(self, values, state_values, args):
+        variables, states = self.variables_fn(), self.states_fn()
+        mapping = list(zip(variables, values)) + list(zip(states, state_values))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = self.fn(*args)
+        return outputs, [scope.get_current_value(v) for v in states]
+
+    def __call__(self, *args):
+        variables, states = self.variables_fn(), self.states_fn()
+        outputs, new_states = self.compiled(
+            [v.value for v in variables], [v.value for v in states], args
+        )
+        for variable, value in zip(states, new_states):
+            variable.assign(value)
+        return outputs

@@ -2,14 +2,21 @@
 
 Implements the contract stated in `keras_attn.models` (read it there).
 
-A model's `generate` parses its inputs into a prompt, then calls `generate`
-below with `make_step(tokens, start_index, with_scores, with_hidden) ->
-(next_fn, cache, prompt_hidden)`, the step function of
+A model's `generate` parses its inputs into a prompt and the tensors it
+computes before the loop (`context`, e.g. the encoder output), then calls
+`generate` below with `make_step(model, tokens, start_index, use_cache,
+with_scores, with_hidden, context) -> (next_fn, cache, prompt_hidden)`, a
+plain function (not a per-call closure) giving the step function of
 `keras_attn.generation` for the buffer `tokens (B, max_length)`. With
 scores, `cache["scores"]` is a `(B, max_length, S)` buffer into which
 `next_fn` writes row `index`. With hidden states (contrastive search),
 `next_fn` returns `(logits, hidden, cache)` and `prompt_hidden` is the `(B,
 max_length, D)` hidden states of the prompt positions (or None).
+
+On JAX, outside a trace and without `stream`, the part after the host-side
+prompt preparation runs as a `jax.jit` program cached on the model per
+static configuration (`compile_key`), so a second call at the same shapes
+compiles nothing.
 """
 
 import numpy as np
@@ -23,6 +30,7 @@ from keras_attn._validation import check_positive_int
 from keras_attn._validation import check_positive_ints
 from keras_attn._validation import check_rank
 from keras_attn.generation.get_sampler import get_sampler
+from keras_attn.models._generate_mixin import run_decoding
 
 LM_KEYS = ("token_ids", "padding_mask")
 SEQ2SEQ_KEYS = (
@@ -174,23 +182,31 @@ def _prompt_buffer(prompt, prompt_mask, batch_size, start_token):
 
 
 def generate(
+    model,
     make_step,
     prompt,
     prompt_mask,
     batch_size,
     request,
+    context=None,
     max_sequence_length=None,
     first_index=None,
 ):
     """Builds the token buffer, runs the decoding loop, shapes the result.
 
     Args:
-        make_step: `(tokens, start_index, with_scores, with_hidden) ->
-            (next_fn, cache, prompt_hidden)`.
+        model: the model that generates.
+        make_step: `(model, tokens, start_index, use_cache, with_scores,
+            with_hidden, context) -> (next_fn, cache, prompt_hidden)`, a
+            module-level function or a class's method (part of the key of
+            the compiled program: a closure made per call would never
+            reuse one).
         prompt: `(B, P)` int32 tensor or None.
         prompt_mask: `(B, P)` boolean tensor or None (all True).
         batch_size: int, `B`.
         request: the `GenerateRequest` of the `generate` call.
+        context: optional nest of tensors `make_step` takes (computed
+            before the loop, e.g. the encoder output).
         max_sequence_length: optional int, the longest sequence the model
             takes.
         first_index: optional int, the first position the loop runs at
@@ -238,31 +254,42 @@ def generate(
     # (B, L): True where a prompt token is kept.
     kept = np.arange(max_length)[None, :] < lengths[:, None]
     ragged = bool((lengths > start_index).any())
-    tokens = ops.convert_to_tensor(tokens)
-    next_fn, cache, prompt_hidden = make_step(
-        tokens, start_index, return_attention_scores, with_hidden
-    )
-    extra = {"hidden_states": prompt_hidden} if with_hidden else {}
-    tokens, cache = sampler(
-        next_fn,
-        tokens,
-        cache,
-        start_index=start_index,
-        end_token=end_token,
-        pad_token=pad_token,
-        prompt_mask=ops.convert_to_tensor(kept) if ragged else None,
-        stop_sequences=request.stop_sequences,
-        stream=request.stream,
-        return_cache=True,
-        **extra,
-    )
-    if not return_attention_scores:
-        return tokens
-    # Prompt rows produced no token: zeros.
-    scores = ops.where(
-        ops.convert_to_tensor(kept)[:, :, None], 0.0, cache["scores"]
-    )
-    return tokens, ops.cast(scores, "float32")
+
+    def decode(tokens, kept, context):
+        # Everything here depends only on the arguments and on what
+        # `compile_key` holds: JAX may run it once for many calls.
+        next_fn, cache, prompt_hidden = make_step(
+            model,
+            tokens,
+            start_index,
+            request.use_cache,
+            return_attention_scores,
+            with_hidden,
+            context,
+        )
+        extra = {"hidden_states": prompt_hidden} if with_hidden else {}
+        tokens, cache = sampler(
+            next_fn,
+            tokens,
+            cache,
+            start_index=start_index,
+            end_token=end_token,
+            pad_token=pad_token,
+            prompt_mask=kept if ragged else None,
+            stop_sequences=request.stop_sequences,
+            stream=request.stream,
+            return_cache=True,
+            **extra,
+        )
+        if not return_attention_scores:
+            return tokens
+        # Prompt rows produced no token: zeros.
+        scores = ops.where(kept[:, :, None], 0.0, cache["scores"])
+        return tokens, ops.cast(scores, "float32")
+
+    args = (ops.convert_to_tensor(tokens), ops.convert_to_tensor(kept), context)
+    static = (make_step, start_index, ragged)
+    return run_decoding(decode, args, request, model, sampler, static)
 
 
 def write_scores(cache, index, row):
@@ -332,14 +359,7 @@ def transformer_next_fn(
 
 
 def encoder_decoder_step(
-    model,
-    tokens,
-    start_index,
-    memory,
-    memory_mask,
-    use_cache,
-    with_scores,
-    with_hidden=False,
+    model, tokens, start_index, use_cache, with_scores, with_hidden, context
 ):
     """`(next_fn, cache, prompt_hidden)` of `Transformer.generate`.
 
@@ -347,12 +367,13 @@ def encoder_decoder_step(
         model: the `Transformer`.
         tokens: the `(B, L)` token buffer.
         start_index: int, the loop's first position.
-        memory: `(B, S, D)` encoder output.
-        memory_mask: `(B, S)` boolean.
         use_cache: bool.
         with_scores: bool.
         with_hidden: bool, the step also returns hidden states.
+        context: dict of the encoder output `"memory"` `(B, S, D)` and its
+            boolean `"memory_mask"` `(B, S)`.
     """
+    memory, memory_mask = context["memory"], context["memory_mask"]
     batch_size, max_length = tokens.shape
     source_length = memory.shape[1]
     cache = {"memory": memory, "memory_mask": memory_mask}

@@ -306,48 +306,64 @@ class RNNSeq2Seq(AdapterMixin, GenerateMixin, keras.Model):
                 memory_mask, parsed["encoder_padding_mask"]
             )
 
-        def make_step(tokens, start_index, with_scores, with_hidden):
-            cache = {
-                "state": self.decoder.get_initial_state(batch_size, cell_state),
-                "memory": memory,
-                "keys": self.decoder.precompute(memory),
-                "memory_mask": memory_mask,
-            }
-            if with_scores:
-                cache["scores"] = empty_scores(
-                    batch_size, tokens.shape[1], source_length
-                )
-
-            def next_fn(tokens, cache, index):
-                previous = ops.take(tokens, index - 1, axis=1)  # (B,)
-                y = self.decoder_embedding(previous)  # (B, E)
-                output, state, alignment = self.decoder.step(
-                    y,
-                    cache["state"],
-                    cache["memory"],
-                    keys=cache["keys"],
-                    memory_mask=cache["memory_mask"],
-                )
-                cache = dict(cache, state=state)
-                if with_scores:
-                    cache = write_scores(cache, index, alignment)
-                if with_hidden:  # the attention output is the hidden state
-                    return self.output_dense(output), output, cache
-                return self.output_dense(output), cache  # (B, V)
-
-            # The RNN has no cache to prefill: the loop steps from the
-            # start token, keeping the prompt tokens it walks over (so the
-            # first step gives the only prompt hidden state needed).
-            return next_fn, cache, None
-
         return generate(
-            make_step,
+            self,
+            type(self)._generation_step,
             parsed["token_ids"],
             parsed["padding_mask"],
             batch_size,
             request,
+            context={
+                "memory": memory,
+                "memory_mask": memory_mask,
+                "cell_state": cell_state,
+            },
             first_index=1,
         )
+
+    def _generation_step(
+        self, tokens, start_index, use_cache, with_scores, with_hidden, context
+    ):
+        """`(next_fn, cache, None)` for `generate`; `context` holds the
+        encoder's `memory (B, S, D)`, `memory_mask (B, S)` and final
+        `cell_state`."""
+        batch_size, max_length = tokens.shape
+        memory, memory_mask = context["memory"], context["memory_mask"]
+        cache = {
+            "state": self.decoder.get_initial_state(
+                batch_size, context["cell_state"]
+            ),
+            "memory": memory,
+            "keys": self.decoder.precompute(memory),
+            "memory_mask": memory_mask,
+        }
+        if with_scores:
+            cache["scores"] = empty_scores(
+                batch_size, max_length, memory.shape[1]
+            )
+
+        def next_fn(tokens, cache, index):
+            previous = ops.take(tokens, index - 1, axis=1)  # (B,)
+            y = self.decoder_embedding(previous)  # (B, E)
+            output, state, alignment = self.decoder.step(
+                y,
+                cache["state"],
+                cache["memory"],
+                keys=cache["keys"],
+                memory_mask=cache["memory_mask"],
+            )
+            cache = dict(cache, state=state)
+            if with_scores:
+                cache = write_scores(cache, index, alignment)
+            if with_hidden:  # the attention output is the hidden state
+                return self.output_dense(output), output, cache
+            return self.output_dense(output), cache  # (B, V)
+
+        # The RNN has no cache to prefill (`use_cache` changes nothing):
+        # the loop steps from the start token, keeping the prompt tokens it
+        # walks over (so the first step gives the only prompt hidden state
+        # needed).
+        return next_fn, cache, None
 
     def get_config(self):
         config = super().get_config()

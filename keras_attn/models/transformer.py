@@ -467,24 +467,14 @@ class Transformer(AdapterMixin, GenerateMixin, keras.Model):
         if memory_mask is None:
             memory_mask = ops.ones(tuple(source.shape), "bool")
 
-        def make_step(tokens, start_index, with_scores, with_hidden):
-            return encoder_decoder_step(
-                self,
-                tokens,
-                start_index,
-                memory,
-                memory_mask,
-                request.use_cache,
-                with_scores,
-                with_hidden,
-            )
-
         return generate(
-            make_step,
+            self,
+            encoder_decoder_step,
             parsed["token_ids"],
             parsed["padding_mask"],
             source.shape[0],
             request,
+            context={"memory": memory, "memory_mask": memory_mask},
             max_sequence_length=self.max_sequence_length,
         )
 

@@ -377,13 +377,9 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
         if not self.built:
             self.build((None, None))
 
-        def make_step(tokens, start_index, with_scores, with_hidden):
-            return self._generation_step(
-                tokens, start_index, request.use_cache, with_scores, with_hidden
-            )
-
         return generate(
-            make_step,
+            self,
+            type(self)._generation_step,
             prompt,
             prompt_mask,
             prompt.shape[0],
@@ -394,9 +390,10 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
         )
 
     def _generation_step(
-        self, tokens, start_index, use_cache, with_scores, with_hidden
+        self, tokens, start_index, use_cache, with_scores, with_hidden, context
     ):
-        """`(next_fn, cache, prompt hidden states or None)` for `generate`."""
+        """`(next_fn, cache, prompt hidden states or None)` for `generate`
+        (which passes `context=None`: the prompt is all a decoder needs)."""
         batch_size, max_length = tokens.shape
         cache = {}
         if with_scores:
