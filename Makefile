@@ -50,8 +50,10 @@ figures: install
 demo: install
 	KERAS_BACKEND=$(BACKEND) $(BIN)/python examples/quickstart.py
 
+# Every benchmark on every backend, then docs/benchmarks.md and its figures
+# from their results (long; see the script for --reduced and --only).
 bench: install
-	KERAS_BACKEND=$(BACKEND) $(BIN)/python benchmarks/attention_ops.py
+	$(BIN)/python benchmarks/make_report.py
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache build *.egg-info

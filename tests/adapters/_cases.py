@@ -145,5 +145,13 @@ def model_inputs(inputs):
 
 
 def predict(model, inputs):
-    out = model(model_inputs(inputs))
+    """The model's inference outputs as one compiled program.
+
+    Compiled, not eager: on JAX an eager call compiles each op of the
+    model separately, several times the cost. Rebuilt on every call, since
+    the weights may have been quantized or adapted since the last one
+    (a traced function would keep the old ones).
+    """
+    model.make_predict_function(force=True)
+    out = model.predict(model_inputs(inputs), verbose=0)
     return np.asarray(keras.ops.convert_to_numpy(out), dtype="float32")
