@@ -79,9 +79,9 @@ import json
 import pathlib
 import time
 
+import _speech_data as speech_data
 import keras
 import numpy as np
-import speech_data
 from num2words import num2words
 
 from keras_attn import layers as attn_layers

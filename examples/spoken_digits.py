@@ -57,9 +57,9 @@ import pathlib
 import sys
 import time
 
+import _speech_data as speech_data
 import keras
 import numpy as np
-import speech_data
 
 from keras_attn import layers as attn_layers
 from keras_attn.interpret import attention_rollout

@@ -1,6 +1,7 @@
 """Synthetic speech for the examples: eSpeak NG voices, cached, with noise.
 
-Shared by `spoken_digits.py` and `multimodal_contrastive.py`. Speech comes
+Shared by `spoken_digits.py` and `multimodal_contrastive.py` (a helper
+module, not an example: it has no command line of its own). Speech comes
 from the `espeak-ng` program (Debian's `espeak-ng` package; the project's
 set-up installs it): `espeak-ng -v VOICE -s SPEED -p PITCH --stdout TEXT`
 writes a 22,050 Hz WAV file, decoded here with the standard `wave` module.
