@@ -90,10 +90,11 @@ def _call(name, source, target, compiled=False):
     elif name == "transformer":
         inputs = {"encoder_token_ids": source, "token_ids": target}
     else:
+        # A list, not a tuple: `predict` would read a pair as (x, y).
         inputs = [source, target]
     if compiled:
         return _np(model.predict(inputs, verbose=0))
-    return _np(model(inputs if name != "rnn" else tuple(inputs)))
+    return _np(model(inputs))
 
 
 @st.composite
