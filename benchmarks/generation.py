@@ -28,6 +28,10 @@ none; `uptime`'s load is printed before and after. Targets:
 cached/uncached >= 8x, step at 480 / step at 32 <= 1.2, ours/keras-hub
 time <= 0.8, one cached step on PyTorch <= 3 ms.
 
+On a GPU (PyTorch with CUDA, JAX with a GPU as its default device) every
+contender runs there, the plain PyTorch one included, and the clock is
+read after synchronizing the device; the header names the device.
+
 Usage: KERAS_BACKEND=jax python benchmarks/generation.py [--repeats 5]
 """
 
@@ -66,13 +70,40 @@ elif BACKEND == "tensorflow":
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 
+# The device Keras computes on: the torch backend puts its tensors on CUDA
+# when there is a GPU (unless KERAS_TORCH_DEVICE says otherwise), and the
+# plain PyTorch contender and its inputs go to the same device.
+DEVICE = torch.device(
+    os.environ.get("KERAS_TORCH_DEVICE")
+    or ("cuda" if torch.cuda.is_available() else "cpu")
+)
+if BACKEND == "jax":
+    import jax
+
+    GPU = jax.devices()[0].platform == "gpu"
+    DEVICE_NAME = jax.devices()[0].device_kind if GPU else "CPU"
+else:
+    GPU = BACKEND == "torch" and DEVICE.type == "cuda"
+    DEVICE_NAME = torch.cuda.get_device_name(DEVICE) if GPU else "CPU"
+
 VOCAB, WIDTH, HEADS, LAYERS, FF = 512, 128, 4, 2, 512
 BATCH, PROMPT, NEW, MAX_POSITIONS = 4, 32, 256, 512
 
 
 def _sync(x):
-    for leaf in keras.tree.flatten(x):
-        ops.convert_to_numpy(leaf)
+    """Waits for `x` to be computed before the clock is read.
+
+    On the CPU by reading every output on the host. On a GPU by waiting for
+    the device: a copy of the whole KV cache to the host after each step
+    would cost more than the step.
+    """
+    if GPU and BACKEND == "torch":
+        torch.cuda.synchronize(DEVICE)
+    elif GPU:
+        jax.block_until_ready(x)
+    else:
+        for leaf in keras.tree.flatten(x):
+            ops.convert_to_numpy(leaf)
     return x
 
 
@@ -202,12 +233,18 @@ class TorchLM(torch.nn.Module):
 
     def empty_cache(self, batch, length):
         shape = (batch, HEADS, length, WIDTH // HEADS)
-        return [(torch.zeros(shape), torch.zeros(shape)) for _ in self.blocks]
+        return [
+            (
+                torch.zeros(shape, device=DEVICE),
+                torch.zeros(shape, device=DEVICE),
+            )
+            for _ in self.blocks
+        ]
 
     def step(self, token_ids, cache, index):
         """Logits `(B, T, V)` of `token_ids (B, T)` at `index` (an int)."""
         batch, length = token_ids.shape
-        positions = torch.arange(index, index + length)
+        positions = torch.arange(index, index + length, device=DEVICE)
         x = self.tokens(token_ids) + self.positions(positions)
         for block, (keys, values) in zip(self.blocks, cache):
             # (B, T, 3D) -> 3 x (B, N, T, H)
@@ -231,9 +268,11 @@ class TorchLM(torch.nn.Module):
 
     @torch.no_grad()
     def generate(self, prompt, max_length):
-        prompt = torch.as_tensor(prompt)
+        prompt = torch.as_tensor(prompt, device=DEVICE)
         batch, length = prompt.shape
-        tokens = torch.zeros((batch, max_length), dtype=prompt.dtype)
+        tokens = torch.zeros(
+            (batch, max_length), dtype=prompt.dtype, device=DEVICE
+        )
         tokens[:, :length] = prompt
         cache = self.empty_cache(batch, max_length)
         self.step(prompt[:, :-1], cache, 0)
@@ -317,7 +356,7 @@ def main():
         "keras-hub, cached": lambda: hub_cached(prompt),
     }
     if BACKEND == "torch":
-        torch_lm = TorchLM().eval()
+        torch_lm = TorchLM().to(DEVICE).eval()
         generations["torch.nn, cached"] = lambda: torch_lm.generate(
             prompt, length
         )
@@ -355,8 +394,9 @@ def main():
         ).items():
             steps[name, position] = ms
 
+    on = f", device {DEVICE_NAME}" if GPU else ""
     print(
-        f"backend {BACKEND}, {THREADS} thread(s), batch {BATCH}, prompt "
+        f"backend {BACKEND}{on}, {THREADS} thread(s), batch {BATCH}, prompt "
         f"{PROMPT}, {NEW} new tokens, width {WIDTH}, {LAYERS} blocks, "
         f"median of {args.repeats} alternating repeats"
     )
@@ -421,6 +461,7 @@ def main():
         results = {
             "benchmark": "generation",
             "backend": BACKEND,
+            "device": DEVICE_NAME,
             "threads": THREADS,
             "batch": BATCH,
             "new_tokens": NEW,

@@ -26,7 +26,10 @@ ours against keras-hub, and for all three contenders a plain PyTorch loop
     python benchmarks/training.py --json out.json     # also write the results
 
 Each backend runs in its own subprocess (Keras picks its backend at import).
-One CPU thread per backend by default (`BENCH_THREADS`).
+One CPU thread per backend by default (`BENCH_THREADS`). On a GPU (PyTorch
+with CUDA, JAX with a GPU as its default device) every contender and its
+inputs live there, the clock is read after the device is done, and the
+tables name the device.
 """
 
 import argparse
@@ -82,6 +85,34 @@ def _setup_threads(threads):
         f"{'true' if threads > 1 else 'false'} "
         f"intra_op_parallelism_threads={threads}",
     )
+
+
+def _torch_device():
+    """The device Keras' torch backend computes on (CUDA when available,
+    unless KERAS_TORCH_DEVICE says otherwise): the torch.nn peers and
+    their inputs go there too."""
+    import torch
+
+    return torch.device(
+        os.environ.get("KERAS_TORCH_DEVICE")
+        or ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+
+
+def _device_name(backend):
+    """The accelerator the backend computes on, or "CPU"."""
+    if backend == "torch":
+        import torch
+
+        device = _torch_device()
+        if device.type == "cuda":
+            return torch.cuda.get_device_name(device)
+    elif backend == "jax":
+        import jax
+
+        if jax.devices()[0].platform == "gpu":
+            return jax.devices()[0].device_kind
+    return "CPU"
 
 
 def _keras_lm(size):
@@ -237,7 +268,8 @@ def _torch_models(size):
             x = self.norm(self.encoder(x))
             return self.head(x[:, 0])
 
-    return TorchLM(), TorchViT()
+    device = _torch_device()
+    return TorchLM().to(device), TorchViT().to(device)
 
 
 def _data(kind, size):
@@ -276,8 +308,8 @@ def _torch_step(model, x, y):
     else:  # a Keras model: its variables hold torch Parameters
         params = [v.value for v in model.trainable_variables]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
-    x = torch.as_tensor(x)
-    y = torch.as_tensor(y).long()
+    x = torch.as_tensor(x, device=_torch_device())
+    y = torch.as_tensor(y, device=_torch_device()).long()
     keras_model = hasattr(model, "trainable_variables")
 
     def step():
@@ -300,7 +332,7 @@ def _count(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def _time(contenders, steps, runs, warmup):
+def _time(contenders, steps, runs, warmup, sync=lambda: None):
     """Median wall and CPU seconds per step of each contender.
 
     The runs alternate the contenders, so that a shared machine favours
@@ -317,6 +349,9 @@ def _time(contenders, steps, runs, warmup):
             start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step()
+            # Each step reads its loss on the host, which waits for the
+            # device already; `sync` makes sure on a GPU.
+            sync()
             wall[name].append((time.perf_counter() - start) / steps)
             cpu[name].append((time.process_time() - start_cpu) / steps)
     return (
@@ -342,6 +377,10 @@ def child(backend, models, quick, steps, runs, warmup):
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+    device = _device_name(backend)
+    sync = lambda: None  # noqa: E731
+    if backend == "torch" and device != "CPU":
+        sync = torch.cuda.synchronize
     build = {"lm": (_keras_lm, _hub_lm), "vit": (_keras_vit, _hub_vit)}
     results = []
     for kind in models:
@@ -371,7 +410,7 @@ def child(backend, models, quick, steps, runs, warmup):
         else:
             per_step, unit = size["batch"], "images/s"
         for method, contenders in methods.items():
-            seconds, cpu_seconds = _time(contenders, steps, runs, warmup)
+            seconds, cpu_seconds = _time(contenders, steps, runs, warmup, sync)
             results.append(
                 {
                     "model": kind,
@@ -385,6 +424,7 @@ def child(backend, models, quick, steps, runs, warmup):
             )
     return {
         "backend": backend,
+        "device": device,
         "threads": threads,
         "quick": quick,
         "sizes": size,
@@ -454,7 +494,9 @@ def print_tables(report):
         if "error" in result:
             print(f"error: {result['error']}")
             continue
-        print(f"{result['threads']} thread(s); sizes {result['sizes']}\n")
+        device = result.get("device", "CPU")
+        on = f"device {device}; " if device != "CPU" else ""
+        print(f"{on}{result['threads']} thread(s); sizes {result['sizes']}\n")
         print(
             "| model | step | contender | params | step ms | CPU ms | "
             "throughput |"
