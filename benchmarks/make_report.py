@@ -12,8 +12,17 @@ script; ratios compare contenders measured in that same run.
     python benchmarks/make_report.py --reduced       # fewer sizes, repeats
     python benchmarks/make_report.py --only training --backends torch
     python benchmarks/make_report.py --render-only   # page from stored JSON
+    python benchmarks/make_report.py --device gpu    # GPU run (jax, torch)
 
 `--only` reruns some benchmarks and keeps the stored results of the others.
+
+`--device gpu` runs `attention_ops.py`, `generation.py` and `training.py`
+on JAX and PyTorch on this machine's GPU (the scripts put everything on
+the GPU when the backend has one), with sizes for a few minutes' run,
+stores the results and the machine (GPU, driver, versions) in
+`benchmarks/results/gpu/`, and renders the page: the CPU sections as
+before, and a GPU section from `benchmarks/results/gpu/` when it holds
+results (`--render-only` too).
 """
 
 import argparse
@@ -21,6 +30,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +38,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
+GPU_RESULTS = os.path.join(RESULTS, "gpu")
+GPU_BENCHMARKS = ("attention_ops", "generation", "training")
+# Set to "1": the GPU run with tiny sizes, to check its plumbing on any
+# machine (benchmarks/gpu_run.sh passes it on).
+SMOKE = "BENCH_GPU_SMOKE"
 PAGE = os.path.join(ROOT, "docs", "benchmarks.md")
 FIGURES = os.path.join(ROOT, "docs", "scripts", "make_benchmark_figures.py")
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -37,22 +52,38 @@ NAMES = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
 # ------------------------------------------------------------- running --
 
 
-def _run(command, backend=None):
+def _run(command, backend=None, timeout=None):
     """Runs a benchmark script with this checkout's keras_attn."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    # This checkout first; a PYTHONPATH set by the caller (packages
+    # installed outside the environment, as on the GPU machine) after it.
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="3")
     if backend:
         env["KERAS_BACKEND"] = backend
     print("$", " ".join(command[1:]), flush=True)
-    proc = subprocess.run(command, cwd=ROOT, env=env, text=True)
+    # A session of its own, so that a timeout also stops the script's own
+    # measurement processes.
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        print(f"  stopped after {timeout} s", flush=True)
+        return False
     if proc.returncode:
         print(f"  exit status {proc.returncode}", flush=True)
     return proc.returncode == 0
 
 
-def _commands(name, backends, reduced):
+def _commands(name, backends, reduced, results=RESULTS):
     """`[(backend or None, argv, json path)]` of one benchmark."""
     script = os.path.join(HERE, f"{name}.py")
-    path = os.path.join(RESULTS, f"{name}.json")
+    path = os.path.join(results, f"{name}.json")
+    if results == GPU_RESULTS:
+        return _gpu_commands(
+            name, backends, reduced, script, path, os.environ.get(SMOKE) == "1"
+        )
     if name == "attention_ops":
         lengths = ["1024", "4096"] if reduced else []
         argv = [script, "--backends", *backends]
@@ -73,25 +104,78 @@ def _commands(name, backends, reduced):
     return commands
 
 
-def run_benchmark(name, backends, reduced):
+def _gpu_commands(name, backends, reduced, script, path, smoke=False):
+    """The GPU run's commands: sizes for a few minutes on one GPU.
+
+    Attention: the lengths where the dense path starts to hurt on a GPU,
+    one process per backend and table row (`--grouped`), the dense-path
+    budget in device memory. Generation and training: the CPU sizes (they
+    are small for a GPU), fewer repeats.
+    """
+    if name == "attention_ops":
+        lengths = ["4096", "8192", "16384"]
+        if smoke:
+            lengths = ["256"]
+        argv = [script, "--backends", *backends, "--grouped", "--rounds"]
+        argv += ["1", "--repeats", "5", "--budget-gib", "60"]
+        return [(None, argv + ["--lengths", *lengths], path)]
+    if name == "training":
+        # One script run per backend, so that a stopped run keeps the
+        # other backend's results (merged by `run_benchmark`).
+        commands = []
+        for backend in backends:
+            argv = [script, "--backends", backend, "--runs", "3"]
+            argv += ["--steps", "2" if reduced else "5"]
+            if smoke:
+                argv = [script, "--backends", backend, "--quick"]
+            part = os.path.join(GPU_RESULTS, f"{name}_{backend}.json")
+            commands.append((None, argv, part))
+        return commands
+    if name == "generation":
+        commands = []
+        for backend in backends:
+            argv = [script, "--repeats", "1" if reduced or smoke else "2"]
+            part = os.path.join(GPU_RESULTS, f"{name}_{backend}.json")
+            commands.append((backend, argv, part))
+        return commands
+    raise ValueError(f"no GPU run of {name!r}; one of {GPU_BENCHMARKS}")
+
+
+def run_benchmark(name, backends, reduced, results=RESULTS, timeout=None):
     """Runs one benchmark; returns `{"load": ..., "seconds": ...}`."""
     load_before = os.getloadavg()
     start = time.time()
-    for backend, argv, path in _commands(name, backends, reduced):
+    for backend, argv, path in _commands(name, backends, reduced, results):
         if os.path.exists(path):
             os.remove(path)
-        _run([sys.executable, *argv, "--json", path], backend)
+        _run([sys.executable, *argv, "--json", path], backend, timeout)
     if name in ("multi_head_attention", "generation"):
         # One file per backend -> one file with a list.
         merged = []
         for backend in backends:
-            part = os.path.join(RESULTS, f"{name}_{backend}.json")
+            part = os.path.join(results, f"{name}_{backend}.json")
             if os.path.exists(part):
                 with open(part) as f:
                     merged.append(json.load(f))
                 os.remove(part)
-        with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        with open(os.path.join(results, f"{name}.json"), "w") as f:
             json.dump({"benchmark": name, "backends": merged}, f, indent=1)
+    if name == "training" and results == GPU_RESULTS:
+        # One report per backend -> one report with all their backends.
+        merged = None
+        for backend in backends:
+            part = os.path.join(results, f"{name}_{backend}.json")
+            if os.path.exists(part):
+                with open(part) as f:
+                    report = json.load(f)
+                os.remove(part)
+                if merged is None:
+                    merged = report
+                else:
+                    merged["backends"] += report["backends"]
+        if merged:
+            with open(os.path.join(results, f"{name}.json"), "w") as f:
+                json.dump(merged, f, indent=1)
     return {
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
@@ -107,7 +191,7 @@ def _now():
     )
 
 
-def machine():
+def machine(gpu=False):
     """The machine and library versions, as a dict of strings."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -126,17 +210,20 @@ def machine():
     except (OSError, ValueError, IndexError):
         pass
     versions = {"Python": platform.python_version()}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if gpu:  # Keras' default backend, TensorFlow, may not be installed
+        env.setdefault("KERAS_BACKEND", "jax")
     for module in ("keras", "keras_hub", "jax", "tensorflow", "torch"):
         code = f"import {module}; print({module}.__version__)"
         proc = subprocess.run(
             [sys.executable, "-c", code],
             capture_output=True,
             text=True,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            env=env,
         )
         lines = proc.stdout.strip().splitlines()
         versions[module] = lines[-1] if lines else "not installed"
-    return {
+    info = {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory": memory,
@@ -144,13 +231,62 @@ def machine():
         "versions": versions,
         "date": _now(),
     }
+    if gpu:
+        info["gpu"] = _gpu()
+    return info
+
+
+def _gpu():
+    """The GPU as PyTorch and `nvidia-smi` name it, its memory and driver."""
+    code = (
+        "import torch; p = torch.cuda.get_device_properties(0); "
+        "print(torch.cuda.get_device_name(0), '|', "
+        "f'{p.total_memory / 2**30:.0f} GiB', '|', torch.version.cuda)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    fields = (proc.stdout.strip().splitlines() or ["? | ? | ?"])[-1]
+    name, memory, cuda = (
+        f.strip() for f in (fields.split("|") + ["?"] * 3)[:3]
+    )
+    driver = "?"
+    try:
+        smi = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,memory.total",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        line = smi.stdout.strip().splitlines()[0]
+        smi_name, driver, smi_memory = (f.strip() for f in line.split(","))
+        name = name if name != "?" else smi_name
+        memory = memory if memory != "?" else smi_memory
+    except (OSError, IndexError, ValueError, subprocess.SubprocessError):
+        pass
+    code = "import jax; print(jax.devices()[0].device_kind)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    jax_device = (proc.stdout.strip().splitlines() or ["?"])[-1]
+    return {
+        "name": name,
+        "memory": memory,
+        "driver": driver,
+        "cuda (torch)": cuda,
+        "jax device": jax_device,
+    }
 
 
 # ----------------------------------------------------------- rendering --
 
 
-def _load(name):
-    path = os.path.join(RESULTS, f"{name}.json")
+def _load(name, results=RESULTS):
+    path = os.path.join(results, f"{name}.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -170,7 +306,7 @@ def _load_text(runs, name):
     )
 
 
-def _machine_section(info):
+def _machine_section(info, gpu_results=False):
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
     return "\n".join(
         [
@@ -185,7 +321,13 @@ def _machine_section(info):
             f"| versions | {versions} |",
             f"| date | {info['date']} |",
             "",
-            "No GPU: every figure is a CPU figure. The load average is "
+            (
+                "Every figure in the sections below is a CPU figure (the "
+                "GPU's are in the last section, [GPU](#gpu)). "
+                if gpu_results
+                else "No GPU: every figure is a CPU figure. "
+            )
+            + "The load average is "
             "written with each table: other jobs shared the cores when it "
             "exceeds the core count, and wall times are then inflated and "
             "noisy (the ratios, measured within one run and alternated, "
@@ -200,8 +342,10 @@ def _cell(result, base, key, unit):
     if "error" in result:
         return "error"
     value = result[key]
+    if value is None:
+        return "n/a"
     text = f"{value:.3f} s" if unit == "s" else f"{value:,.0f} MiB"
-    if base and "error" not in base and base[key] > 0:
+    if base and "error" not in base and (base[key] or 0) > 0:
         text += f" ({value / base[key]:.2f}x)"
     return text
 
@@ -291,7 +435,7 @@ def _mha_section(report, runs):
     return "\n".join(lines)
 
 
-def _generation_section(report, runs):
+def _generation_section(report, runs, backends=BACKENDS):
     lines = [
         "## Generation with a KV cache",
         "",
@@ -329,7 +473,7 @@ def _generation_section(report, runs):
                 )
         rate = {n: f"{tokens / (ms / 1e3):,.0f}" for n, ms in times.items()}
         rows.append((result["backend"], rate, ratios))
-    missing = [b for b in BACKENDS if b not in [r[0] for r in rows]]
+    missing = [b for b in backends if b not in [r[0] for r in rows]]
     if missing:
         lines += [
             "No result from "
@@ -425,6 +569,85 @@ def _training_section(report, runs):
     return "\n".join(lines)
 
 
+def _demote(text):
+    """A section's headings one level down, to sit inside the GPU section."""
+    return "\n".join(
+        "#" + line if line.startswith("##") else line
+        for line in text.splitlines()
+    )
+
+
+def _gpu_section():
+    """The GPU run's tables from `benchmarks/results/gpu/`, or ""."""
+    info = _load("machine", GPU_RESULTS)
+    if not info:
+        return ""
+    runs = info.get("runs", {})
+    gpu = info.get("gpu", {})
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    lines = [
+        "## GPU",
+        "",
+        "The same scripts on a GPU, JAX and PyTorch only (`python "
+        "benchmarks/make_report.py --device gpu`), with fewer sizes and "
+        "repeats than the CPU run: every contender, the plain PyTorch ones "
+        "included, runs on the GPU and the clock is read after "
+        "synchronizing the device. In the attention tables memory is "
+        "device memory, not RSS: on PyTorch the allocator's peak over the "
+        "calls minus what was allocated before them; on JAX the compiled "
+        "program's temporary buffers plus its outputs (XLA's plan for one "
+        "call); the dense path is skipped above 60 GiB. JAX computes "
+        "float32 matrix products in TF32 on this GPU by default, "
+        "PyTorch's kernel in float32. The CPU-time columns of the training "
+        "tables are the host's time and say little on a GPU.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| GPU | {gpu.get('name', '?')} ({gpu.get('memory', '?')}) |",
+        f"| driver, CUDA (PyTorch's) | {gpu.get('driver', '?')}, "
+        f"{gpu.get('cuda (torch)', '?')} |",
+        f"| JAX device | {gpu.get('jax device', '?')} |",
+        f"| host CPU | {info['cpu']}, {info['cores']} cores, "
+        f"{info['memory']} |",
+        f"| versions | {versions} |",
+        f"| date | {info['date']} |",
+    ]
+    device = gpu.get("name", "GPU")
+    builders = {
+        "attention_ops": _attention_section,
+        "generation": _generation_section,
+        "training": _training_section,
+    }
+    for name, build in builders.items():
+        report = _load(name, GPU_RESULTS)
+        if not report:
+            continue
+        if name == "generation":
+            text = build(report, runs, backends=("jax", "torch"))
+        else:
+            text = build(report, runs)
+        for cpu, on_gpu in GPU_WORDING:
+            text = text.replace(cpu, on_gpu)
+        # The CPU run's figures are not this run's.
+        text = "\n".join(
+            line for line in text.splitlines() if not line.startswith("![")
+        )
+        heading, _, body = text.partition("\n")
+        lines += ["", _demote(f"{heading} on {device}\n{body}")]
+    return "\n".join(lines)
+
+
+# The CPU sections' words that do not hold on the GPU -> what does.
+GPU_WORDING = (
+    (" on this machine's cores.", "."),
+    (
+        "peak RSS growth of a fresh process over the call",
+        "device memory of the call (see above)",
+    ),
+    ("greedy; one CPU thread; against", "greedy; against"),
+)
+
+
 def render():
     """Writes docs/benchmarks.md and the figures from the stored results."""
     info = _load("machine") or machine()
@@ -441,7 +664,7 @@ def render():
         "(`docs/scripts/make_benchmark_figures.py`). Timing never goes into "
         "a test.",
         "",
-        _machine_section(info),
+        _machine_section(info, bool(_load("machine", GPU_RESULTS))),
     ]
     builders = {
         "attention_ops": _attention_section,
@@ -453,6 +676,9 @@ def render():
         report = _load(name)
         if report:
             sections += ["", build(report, runs)]
+    gpu = _gpu_section()
+    if gpu:
+        sections += ["", gpu]
     text = "\n".join(sections).replace("\n\n\n", "\n\n") + "\n"
     with open(PAGE, "w") as f:
         f.write(text)
@@ -476,8 +702,39 @@ def main():
         action="store_true",
         help="only rewrite the page and figures from benchmarks/results/",
     )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="gpu: run attention_ops, generation and training on JAX and "
+        "PyTorch on the GPU into benchmarks/results/gpu/ (the page's GPU "
+        "section)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        help="stop a benchmark script (one backend's, where it runs per "
+        "backend) after this many seconds",
+    )
     args = parser.parse_args()
-    if not args.render_only:
+    if args.device == "gpu" and not args.render_only:
+        backends = [b for b in args.backends if b != "tensorflow"]
+        only = [b for b in args.only if b in GPU_BENCHMARKS]
+        os.makedirs(GPU_RESULTS, exist_ok=True)
+        info = machine(gpu=True)
+        print("machine:", json.dumps(info), flush=True)
+        for name in only:
+            run = run_benchmark(
+                name, backends, args.reduced, GPU_RESULTS, args.timeout
+            )
+            info["runs"] = (_load("machine", GPU_RESULTS) or {}).get("runs", {})
+            info["runs"][name] = run
+            with open(os.path.join(GPU_RESULTS, "machine.json"), "w") as f:
+                json.dump(info, f, indent=1)
+        # The page is rendered where the results are kept (--render-only).
+        print(f"results in {os.path.relpath(GPU_RESULTS, ROOT)}/")
+        return
+    elif not args.render_only:
         os.makedirs(RESULTS, exist_ok=True)
         info = machine()
         for name in args.only:
