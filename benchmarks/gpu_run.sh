@@ -84,7 +84,7 @@ print("keras_attn from", keras_attn.__file__)
 rm -rf benchmarks/results/gpu
 REPORT="python3 benchmarks/make_report.py --device gpu --backends jax torch"
 # Attention: one process per backend and table row; 12 processes.
-step 150 $REPORT --only attention_ops
+step 180 $REPORT --only attention_ops
 # Generation and training: each backend's script has its own limit.
 step 100 $REPORT --only generation --timeout $((50 * SCALE))
 step 90 $REPORT --only training --timeout $((45 * SCALE))

@@ -503,6 +503,12 @@ def _generation_section(report, runs, backends=BACKENDS):
     return "\n".join(lines)
 
 
+def _ms(seconds):
+    """Milliseconds, with a decimal below 100 ms (GPU steps)."""
+    ms = seconds * 1e3
+    return f"{ms:.1f}" if ms < 100 else f"{ms:,.0f}"
+
+
 def _training_section(report, runs):
     lines = [
         "## Training throughput",
@@ -544,8 +550,8 @@ def _training_section(report, runs):
             for name, seconds in entry["seconds"].items():
                 lines.append(
                     f"| {entry['model']} | {entry['method']} | {name} | "
-                    f"{seconds * 1e3:,.0f} | "
-                    f"{entry['cpu_seconds'][name] * 1e3:,.0f} | "
+                    f"{_ms(seconds)} | "
+                    f"{_ms(entry['cpu_seconds'][name])} | "
                     f"{entry['rate'][name]:,.1f} {entry['unit']} |"
                 )
         lines += [
@@ -639,7 +645,7 @@ def _gpu_section():
 
 # The CPU sections' words that do not hold on the GPU -> what does.
 GPU_WORDING = (
-    (" on this machine's cores.", "."),
+    (" on this machine's cores.", " on the host's cores."),
     (
         "peak RSS growth of a fresh process over the call",
         "device memory of the call (see above)",
