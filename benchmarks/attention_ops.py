@@ -30,9 +30,9 @@ memory is device memory, not RSS; `--budget-gib` then applies to device
 memory. The table's heading names the device and the memory shown. JAX
 uses TF32 for float32 matrix products on recent NVIDIA GPUs by default,
 PyTorch's kernel does not; both run with their defaults.
-`--grouped` measures all the candidates of one table row in one process
-per backend (the PyTorch process serves every table's kernel column):
-fewer process starts, for a GPU run:
+`--grouped` measures all the candidates of both rows of one N in one
+process per backend (the PyTorch process serves every table's kernel
+column): fewer process starts, for a GPU run:
 
     python benchmarks/attention_ops.py --backends jax torch --grouped \
         --rounds 1 --lengths 4096 8192 16384 --budget-gib 60
@@ -71,14 +71,15 @@ def _device_of(backend):
     return "cpu", "CPU"
 
 
-def child(names, n, causal, repeats, train):
-    """Runs the measurements of `names` in this (fresh) process.
+def child(names, n, causals, repeats, train):
+    """Runs the measurements of `names` x `causals` in this (fresh) process.
 
-    Prints one `RESULT {json}` line per name, in order. On the CPU each
-    measurement has a process of its own (`names` has one entry, unless
-    `--grouped`), and memory is the peak RSS growth of the calls. On a GPU
-    the inputs live on the device, the clock is read after synchronizing
-    the device (not after a copy to the host), and memory is device memory
+    Prints one `RESULT {json}` line per (causal, name), causal settings
+    outermost, in order. On the CPU each measurement has a process of its
+    own (one name and one causal setting, unless `--grouped`), and memory
+    is the peak RSS growth of the calls. On a GPU the inputs live on the
+    device, the clock is read after synchronizing the device (not after a
+    copy to the host), and memory is device memory
     (see `device_peak` below).
     """
     import time
@@ -97,7 +98,7 @@ def child(names, n, causal, repeats, train):
         rng.normal(size=(1, n, 8, 64)).astype("float32") for _ in range(4)
     ]
 
-    def make_attention(name):
+    def make_attention(name, causal):
         def attention(q, k, v):
             if name == "torch kernel":
                 import torch
@@ -202,7 +203,7 @@ def child(names, n, causal, repeats, train):
             calls()
             return (torch.cuda.max_memory_allocated() - before) / 2**20
         device = jax.devices()[0]
-        stats = device.memory_stats() if len(names) == 1 else None
+        stats = device.memory_stats() if len(jobs) == 1 else None
         if stats and "peak_bytes_in_use" in stats:
             before = stats["bytes_in_use"]
             calls()
@@ -214,9 +215,10 @@ def child(names, n, causal, repeats, train):
             return None  # shown as "n/a"
         return (plan.temp_size_in_bytes + plan.output_size_in_bytes) / 2**20
 
-    for name in names:
+    jobs = [(causal, name) for causal in causals for name in names]
+    for causal, name in jobs:
         try:
-            fn = make_fn(make_attention(name))
+            fn = make_fn(make_attention(name, causal))
 
             def run(fn=fn):
                 out = fn(*args)
@@ -249,7 +251,7 @@ def child(names, n, causal, repeats, train):
                 # Which memory `peak_mib` is (see `device_peak`).
                 result["memory"] = (
                     "XLA plan"
-                    if backend == "jax" and (len(names) > 1 or peak is None)
+                    if backend == "jax" and (len(jobs) > 1 or peak is None)
                     else "device peak"
                 )
         except Exception as error:  # one failed candidate (e.g. out of memory)
@@ -287,8 +289,11 @@ def skipped(backend, name, n, train, budget_gib):
     )
 
 
-def run_group(backend, names, n, causal, train, repeats):
-    """Runs `names` in one fresh `backend` process: `{name: result}`."""
+def run_group(backend, names, n, causals, train, repeats):
+    """Runs `names` x `causals` in one fresh `backend` process.
+
+    Returns `{(causal, name): result}`.
+    """
     if repeats is None:
         repeats = 3 if n <= 4096 else 2
     env = dict(
@@ -298,7 +303,8 @@ def run_group(backend, names, n, causal, train, repeats):
         MALLOC_MMAP_THRESHOLD_="65536",
     )
     command = [sys.executable, __file__, "--child", ",".join(names), str(n)]
-    command += [str(int(causal)), str(repeats), str(int(train))]
+    command += [",".join(str(int(c)) for c in causals)]
+    command += [str(repeats), str(int(train))]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     results = [
         json.loads(line[len("RESULT") :])
@@ -307,8 +313,9 @@ def run_group(backend, names, n, causal, train, repeats):
     ]
     error = {"error": (proc.stderr.strip().splitlines() or ["?"])[-1][:80]}
     # A process that died part-way: the rest of its names failed with it.
-    results += [error] * (len(names) - len(results))
-    return dict(zip(names, results))
+    jobs = [(causal, name) for causal in causals for name in names]
+    results += [error] * (len(jobs) - len(results))
+    return dict(zip(jobs, results))
 
 
 def run_one(backend, name, n, causal, train, budget_gib, repeats=None):
@@ -316,7 +323,7 @@ def run_one(backend, name, n, causal, train, budget_gib, repeats=None):
         backend = "torch"
     if skipped(backend, name, n, train, budget_gib):
         return None
-    return run_group(backend, [name], n, causal, train, repeats)[name]
+    return run_group(backend, [name], n, [causal], train, repeats)[causal, name]
 
 
 def median_result(results):
@@ -385,22 +392,22 @@ def main():
     parser.add_argument(
         "--grouped",
         action="store_true",
-        help="one process per backend and (N, causal) measures all the "
-        "candidates in turn (fewer process starts: for a GPU run)",
+        help="one process per backend and N measures all the candidates "
+        "and both causal settings in turn (fewer process starts: for a GPU "
+        "run)",
     )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        names, n, causal, repeats, train = args.child
-        child(
-            names.split(","), int(n), causal == "1", int(repeats), train == "1"
-        )
+        names, n, causals, repeats, train = args.child
+        causals = [c == "1" for c in causals.split(",")]
+        child(names.split(","), int(n), causals, int(repeats), train == "1")
         return
     step = "training step (forward + backward)" if args.train else "forward"
     rows = []  # for --json: one dict per (backend, N, causal)
     names = [name for name in CANDIDATES if name in args.candidates]
-    groups = {}  # --grouped: (process backend, N, causal, round) -> results
+    groups = {}  # --grouped: (process backend, N, round) -> results
 
     def measure(backend, n, causal, round_index):
         """`{name: result}` of one round of one table row."""
@@ -423,7 +430,7 @@ def main():
             if skipped(process, name, n, args.train, args.budget_gib):
                 results[name] = None
                 continue
-            key = (process, n, causal, round_index)
+            key = (process, n, round_index)
             if key not in groups:
                 # The torch process also measures what the torch table
                 # needs, so that the other tables share its kernel's row.
@@ -439,9 +446,14 @@ def main():
                     if not skipped(process, m, n, args.train, args.budget_gib)
                 ]
                 groups[key] = run_group(
-                    process, wanted, n, causal, args.train, args.repeats
+                    process,
+                    wanted,
+                    n,
+                    [False, True],
+                    args.train,
+                    args.repeats,
                 )
-            results[name] = groups[key][name]
+            results[name] = groups[key][causal, name]
         return results
 
     for backend in args.backends:

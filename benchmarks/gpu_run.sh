@@ -83,7 +83,7 @@ print("keras_attn from", keras_attn.__file__)
 
 rm -rf benchmarks/results/gpu
 REPORT="python3 benchmarks/make_report.py --device gpu --backends jax torch"
-# Attention: one process per backend and table row; 12 processes.
+# Attention: one process per backend and length; 6 processes.
 step 180 $REPORT --only attention_ops
 # Generation and training: each backend's script has its own limit.
 step 100 $REPORT --only generation --timeout $((50 * SCALE))

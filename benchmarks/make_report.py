@@ -108,7 +108,7 @@ def _gpu_commands(name, backends, reduced, script, path, smoke=False):
     """The GPU run's commands: sizes for a few minutes on one GPU.
 
     Attention: the lengths where the dense path starts to hurt on a GPU,
-    one process per backend and table row (`--grouped`), the dense-path
+    one process per backend and length (`--grouped`), the dense-path
     budget in device memory. Generation and training: the CPU sizes (they
     are small for a GPU), fewer repeats.
     """
