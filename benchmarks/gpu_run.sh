@@ -83,18 +83,23 @@ print("keras_attn from", keras_attn.__file__)
 
 rm -rf benchmarks/results/gpu
 REPORT="python3 benchmarks/make_report.py --device gpu --backends jax torch"
-# Attention: one process per backend and length; 6 processes.
-step 180 $REPORT --only attention_ops
+# Attention: one process per backend and length; 6 processes. The first
+# make_report run also writes the machine down (GPU, driver, versions).
+step 190 $REPORT --only attention_ops
 # Generation and training: each backend's script has its own limit.
-step 100 $REPORT --only generation --timeout $((50 * SCALE))
-step 90 $REPORT --only training --timeout $((45 * SCALE))
+step 105 $REPORT --only generation --timeout $((50 * SCALE))
+step 95 $REPORT --only training --timeout $((45 * SCALE))
 # The op against NumPy on the GPU: fused, chunked, auto and reference paths,
 # gradients included (JAX at full float32 precision, as the suite).
 TESTS="tests/ops/test_attention.py"
-step 30 env KERAS_BACKEND=torch python3 -m pytest -x -q -p no:cacheprovider \
+step 30 env KERAS_BACKEND=torch python3 -m pytest --maxfail=5 -q \
+    -p no:cacheprovider \
     "$TESTS" -k "not 16k and not memory"
 step 45 env KERAS_BACKEND=jax JAX_DEFAULT_MATMUL_PRECISION=highest \
-    python3 -m pytest -x -q -p no:cacheprovider "$TESTS" \
+    python3 -m pytest --maxfail=5 -q -p no:cacheprovider "$TESTS" \
     -k "causal and (matches_numpy or gradients_match_numpy)"
 say "done"
 collect
+# The tables and test counts, for a quick look at the run's own output.
+grep -E '^(\||#|[0-9]+ (passed|failed))|^(ours|keras-hub|torch.nn|  ours)' \
+    "$LOG" | cut -c1-400 | tail -120

@@ -727,7 +727,8 @@ def main():
         backends = [b for b in args.backends if b != "tensorflow"]
         only = [b for b in args.only if b in GPU_BENCHMARKS]
         os.makedirs(GPU_RESULTS, exist_ok=True)
-        info = machine(gpu=True)
+        # Written down once per GPU run: each `--only` run of it reuses it.
+        info = _load("machine", GPU_RESULTS) or machine(gpu=True)
         print("machine:", json.dumps(info), flush=True)
         for name in only:
             run = run_benchmark(
