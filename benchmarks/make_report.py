@@ -64,6 +64,14 @@ def _run(command, backend=None, timeout=None):
     # A session of its own, so that a timeout also stops the script's own
     # measurement processes.
     proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+
+    def stop(signum, frame):
+        # Stopped from outside (`timeout` sends SIGTERM): the script's
+        # processes go with this one.
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise SystemExit(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -71,6 +79,8 @@ def _run(command, backend=None, timeout=None):
         proc.wait()
         print(f"  stopped after {timeout} s", flush=True)
         return False
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if proc.returncode:
         print(f"  exit status {proc.returncode}", flush=True)
     return proc.returncode == 0
