@@ -506,22 +506,20 @@ def _header(backend, results, args, step, rows):
     process and the memory shown (device memory, not RSS).
     """
     lines = []
+    on_gpu = [r for r in results.values() if r and "device" in r]
+    devices = {r["device"] for r in on_gpu}
     if not rows:
+        memory = "device memory" if devices else "RSS"
         lines.append(
             f"B=1, 8 heads, head size 64, float32 self-attention, {step}; "
             "median of "
             f"{args.rounds} alternating rounds. Time (ratio to PyTorch's "
-            "native kernel) and peak RSS growth (ratio to the dense "
+            f"native kernel) and peak {memory} growth (ratio to the dense "
             "`reference` path)."
         )
     lines.append(f"\n### {backend}\n")
-    devices = {
-        r["device"]: r.get("memory", "")
-        for r in results.values()
-        if r and "device" in r
-    }
     if devices:
-        memory = sorted(set(devices.values()))
+        memory = sorted({r.get("memory", "") for r in on_gpu})
         lines.append(
             "Device: "
             + ", ".join(sorted(devices))
@@ -537,8 +535,8 @@ def _header(backend, results, args, step, rows):
 
 # What the memory of a GPU result is (the child's `device_peak`).
 MEMORY_NOTES = {
-    "device peak": "the allocator's peak over the calls minus what was "
-    "held before them",
+    "device peak": "PyTorch: the allocator's peak over the calls minus what "
+    "was held before them",
     "XLA plan": "on JAX, the compiled program's temporary buffers plus "
     "its outputs, per call",
 }
