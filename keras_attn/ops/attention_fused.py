@@ -58,6 +58,10 @@ def fused_attention(
             query.dtype,
         )
         mask = None
+    # PyTorch's CUDA kernels want the keys' axis of a mask or bias spelled
+    # out (stride 1): one of size 1, broadcast over the keys, fails there
+    # with "last dimension must be contiguous". Broadcast it here.
+    mask, bias = (_spell_out_keys(x, key) for x in (mask, bias))
     head_dim, value_dim = query.shape[-1], value.shape[-1]
     if keras.backend.backend() == "jax" and value_dim != head_dim:
         # jax.nn.dot_product_attention wants Hv == H. Zero-padding the
@@ -127,6 +131,15 @@ def _prepend_sink(query, key, value, mask, bias, sinks):
         mask = ops.broadcast_to(mask, (*mask_shape[:3], k_len))
         mask = ops.concatenate([ops.ones_like(mask[..., :1]), mask], axis=-1)
     return key, value, mask, bias
+
+
+def _spell_out_keys(x, key):
+    """`(.., 1)` -> `(.., S)`, for a mask or bias of rank 4 (or None)."""
+    if x is None or x.shape[-1] != 1 or key.shape[1] == 1:
+        return x
+    x = to_rank4(x)
+    # (b|1, n|1, t|1, 1) -> (b|1, n|1, t|1, S)
+    return ops.broadcast_to(x, (*ops.shape(x)[:3], ops.shape(key)[1]))
 
 
 def _pad_last(x, width):

@@ -103,6 +103,16 @@ def test_mask_shapes_broadcast(rng, implementation):
         np.testing.assert_allclose(
             _np(out), expected, atol=1e-5, rtol=1e-5, err_msg=str(mask_shape)
         )
+    # A bias of one column, broadcast over the keys (with a mask, and alone):
+    # PyTorch's CUDA kernels once rejected both (issue 17's GPU run).
+    bias = rng.normal(size=(2, 4, 4, 1)).astype("float32")
+    for mask in (rng.random((2, 4, 1, 1)) > 0.4, None):
+        out = scaled_dot_product_attention(
+            q, k, v, mask=mask, bias=bias, implementation=implementation,
+            chunk_size=4,
+        )
+        expected, _ = ref.attention(q, k, v, mask=mask, bias=bias)
+        np.testing.assert_allclose(_np(out), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_scale_and_weights(rng):
