@@ -354,7 +354,10 @@ def _cell(result, base, key, unit):
     value = result[key]
     if value is None:
         return "n/a"
-    text = f"{value:.3f} s" if unit == "s" else f"{value:,.0f} MiB"
+    if unit == "s":  # milliseconds below 0.1 s (a GPU's calls are ~1 ms)
+        text = f"{value * 1e3:.2f} ms" if value < 0.1 else f"{value:.3f} s"
+    else:
+        text = f"{value:,.0f} MiB"
     if base and "error" not in base and (base[key] or 0) > 0:
         text += f" ({value / base[key]:.2f}x)"
     return text
@@ -373,11 +376,9 @@ def _attention_section(report, runs):
         "float32 self-attention. Each cell is the time of one call and the "
         "peak RSS growth of a fresh process over the call; in brackets the "
         "time as a ratio to PyTorch's kernel and the memory as a ratio to "
-        "the dense `reference` path, in the same run (results from the "
-        "script before it had those columns: both ratios to "
-        "`keras.ops.dot_product_attention`). JAX and TensorFlow calls are "
-        'jit-compiled (XLA), PyTorch runs eagerly. "skipped": the dense '
-        "matrices would not fit the script's memory budget.",
+        "the dense `reference` path, in the same run. JAX and TensorFlow "
+        'calls are jit-compiled (XLA), PyTorch runs eagerly. "skipped": the '
+        "dense matrices would not fit the script's memory budget.",
         "",
         _load_text(runs, "attention_ops"),
         "",
