@@ -28,6 +28,7 @@ import keras
 import pytest
 
 from tests import _portability
+from tests._subprocess import backend_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "keras")
@@ -49,13 +50,7 @@ def test_every_model_has_a_fixture_per_backend():
 
 
 def _run_backend(backend, *args):
-    env = dict(os.environ)
-    env.update(
-        KERAS_BACKEND=backend,
-        PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
-        TF_CPP_MIN_LOG_LEVEL="3",
-        OMP_NUM_THREADS="1",
-    )
+    env = backend_env(backend, OMP_NUM_THREADS="1")
     env.pop("XLA_FLAGS", None)
     result = subprocess.run(
         [sys.executable, "-m", "tests._portability", *args],

@@ -5,7 +5,6 @@ with tiny models, on the backend of this pytest run.
 """
 
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -14,12 +13,14 @@ import sys
 import keras
 import pytest
 
+from tests._subprocess import backend_env
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = SCRIPT / "training.py"
 BACKEND = keras.backend.backend()
 
 
-# Large: the subprocess imports keras-hub (and with it TensorFlow) and
+# Large: the subprocess imports keras-hub (and TensorFlow on its run) and
 # compiles six tiny training steps; minutes on a loaded 2-core machine.
 @pytest.mark.large
 def test_quick_run_prints_the_ratio_table(tmp_path):
@@ -36,7 +37,7 @@ def test_quick_run_prints_the_ratio_table(tmp_path):
         ],
         capture_output=True,
         text=True,
-        env=dict(os.environ, BENCH_THREADS="1"),
+        env=backend_env(BENCH_THREADS="1"),
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

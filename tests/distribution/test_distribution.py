@@ -7,13 +7,14 @@ written out here from the tensor-parallel rule, not read from the code.
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import keras
 import pytest
+
+from tests._subprocess import backend_env
 
 SCRIPT = pathlib.Path(__file__).with_name("_run_distributed.py")
 ROOT = SCRIPT.parents[2]
@@ -71,10 +72,9 @@ def _expected(name, path):
 
 @pytest.fixture(scope="module")
 def report():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     # The script assigns the device count itself; an inherited XLA_FLAGS
     # (here one without it) must not matter.
-    env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+    env = backend_env(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
     result = subprocess.run(
         [sys.executable, str(SCRIPT)],
         env=env,

@@ -1,11 +1,10 @@
 """Runs an example script in a subprocess on the current Keras backend."""
 
-import os
 import pathlib
 import subprocess
 import sys
 
-import keras
+from tests._subprocess import backend_env
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
@@ -15,18 +14,15 @@ def run_example(name, *args, timeout=600):
 
     The example runs in its own process (as a user runs it), on the backend
     of the test process, with one CPU thread so parallel test workers do not
-    slow each other down. A non-zero exit fails with the output attached.
+    slow each other down, and without TensorFlow on JAX and PyTorch (see
+    `tests/_subprocess.py`). A non-zero exit fails with the output attached.
     """
-    env = dict(
-        os.environ,
-        KERAS_BACKEND=keras.backend.backend(),
+    env = backend_env(
         OMP_NUM_THREADS="1",
         TF_NUM_INTRAOP_THREADS="1",
         TF_NUM_INTEROP_THREADS="1",
         XLA_FLAGS="--xla_cpu_multi_thread_eigen=false "
         "intra_op_parallelism_threads=1",
-        TF_CPP_MIN_LOG_LEVEL="3",
-        PYTHONPATH=str(EXAMPLES.parent),
     )
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), *map(str, args)],
