@@ -1,7 +1,9 @@
 """The block loops of the chunked attention: forward and recomputing backward.
 
 Private to `attention_chunked.py`, which lays the inputs out (heads first,
-keys padded to whole blocks, query scaled) and calls `attend` here.
+keys and queries padded to whole blocks, query scaled) and calls `attend`
+here. On JAX and TensorFlow the query blocks run in one compiled loop, so
+that one block's buffers are alive at a time (see `Blocks`).
 
 Forward (online softmax, per query block of `t` rows, over key blocks of
 `c` keys): each block's logits `s` (B, K, G, t, c) update a running max
