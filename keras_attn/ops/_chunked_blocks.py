@@ -362,22 +362,31 @@ def _backward(
     def body(q_start, num_whole, num_blocks, carry):
         # dQ (B, K, G, T_pad, H), dK, dV (B, K, S_pad, H|Hv), and dBias
         # like the bias where there is one.
-        d_query, *shared = carry
-        d_rows, *shared = _backward_rows(
+        d_query, d_key, d_value, *d_bias = carry
+        rows = [
+            _slice_rows(x, q_start, plan.chunk)
+            for x in (query, mask, bias, d_out, lse, delta, *d_bias)
+        ]
+        # The key blocks update the block's dBias rows, written back once:
+        # PyTorch copies the whole tensor at each update.
+        d_rows, d_key, d_value, *d_bias_rows = _backward_rows(
             plan,
-            *(
-                _slice_rows(x, q_start, plan.chunk)
-                for x in (query, mask, bias, d_out, lse, delta)
-            ),
+            *rows[:6],
             key,
             value,
-            shared,
+            [d_key, d_value, *rows[6:]],
             q_start,
             num_whole,
             num_blocks,
         )
         d_query = ops.slice_update(d_query, (0, 0, 0, q_start, 0), d_rows)
-        return (d_query, *shared)
+        if d_bias and bias.shape[3] != 1:
+            d_bias_rows = [
+                ops.slice_update(
+                    d_bias[0], (0, 0, 0, q_start, 0), d_bias_rows[0]
+                )
+            ]
+        return (d_query, d_key, d_value, *d_bias_rows)
 
     carry = (ops.zeros_like(query), ops.zeros_like(key), ops.zeros_like(value))
     if bias is not None:
@@ -406,8 +415,8 @@ def _backward_rows(
     """One query block: its `dQ` rows, then `shared` updated.
 
     `query`, `mask`, `bias` and `d_out` are the block's rows; `lse` and
-    `delta` are `(B, K, G, c, 1)`. `shared` is `[dK, dV]`, then `dBias`
-    (the whole bias's shape) when there is a bias.
+    `delta` are `(B, K, G, c, 1)`. `shared` is `[dK, dV]`, then the
+    block's `dBias` rows when there is a bias.
     """
     chunk = plan.chunk
 
@@ -436,16 +445,10 @@ def _backward_rows(
         d_key = _add_at(d_key, (0, 0, start, 0), block_d_key)
         d_value = _add_at(d_value, (0, 0, start, 0), block_d_value)
         if d_bias:
-            # The block's (b, K|1, G|1, c|1, c|1) share of the bias, placed
-            # at its rows and keys where the bias has them.
+            # The block's (b, K|1, G|1, c|1, c|1) share of the bias rows,
+            # placed at its keys where the bias has them.
             grad = _reduce_to(d_logits, _slice_keys(bias, start, chunk))
-            at = (
-                0,
-                0,
-                0,
-                0 if bias.shape[3] == 1 else q_start,
-                0 if bias.shape[4] == 1 else start,
-            )
+            at = (0, 0, 0, 0, 0 if bias.shape[4] == 1 else start)
             d_bias = [_add_at(d_bias[0], at, grad)]
         return (d_query, d_key, d_value, *d_bias)
 
