@@ -66,6 +66,18 @@ def loop_runs_in_python(x):
     )
 
 
+def loops_are_compiled():
+    """Whether `keras.ops.fori_loop` builds a compiled loop over tensors.
+
+    On JAX and TensorFlow it does (bounds may be tensors, the body is
+    traced once); on PyTorch it is a Python `for` over `range`, so its
+    bounds must be Python ints. The chunked attention runs its query
+    blocks in one loop where the loop is compiled (see
+    `keras_attn/ops/_chunked_blocks.py`).
+    """
+    return keras.backend.backend() != "torch"
+
+
 def cache_prefix_length(index, query_length):
     """`index + T` as a Python int where attending a cache prefix pays.
 

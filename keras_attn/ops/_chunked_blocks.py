@@ -1,7 +1,9 @@
 """The block loops of the chunked attention: forward and recomputing backward.
 
 Private to `attention_chunked.py`, which lays the inputs out (heads first,
-keys padded to whole blocks, query scaled) and calls `attend` here.
+keys and queries padded to whole blocks, query scaled) and calls `attend`
+here. On JAX and TensorFlow the query blocks run in one compiled loop, so
+that one block's buffers are alive at a time (see `Blocks`).
 
 Forward (online softmax, per query block of `t` rows, over key blocks of
 `c` keys): each block's logits `s` (B, K, G, t, c) update a running max
@@ -38,7 +40,12 @@ from keras_attn.ops.score_mods import modify_scores
 
 
 class Blocks:
-    """The static plan of one call: lengths, block size, modifiers."""
+    """The static plan of one call: lengths, block size, modifiers.
+
+    The queries are padded to whole blocks of `chunk` rows too (by the
+    caller), so that every query block has the same shape and one loop can
+    run over them.
+    """
 
     def __init__(self, q_len, k_len, chunk, causal_offset, score_mod, cap):
         self.q_len, self.k_len, self.chunk = q_len, k_len, chunk
@@ -47,8 +54,8 @@ class Blocks:
         self.score_mod, self.cap = score_mod, cap
         self.num_key_blocks = -(-k_len // chunk)
 
-    def query_blocks(self):
-        """`(q_start, q_stop, num_whole, num_blocks)` for each query block.
+    def key_blocks(self):
+        """`(num_whole, num_blocks)` for each query block, in order.
 
         Key blocks `[0, num_whole)` are seen whole by every row of the
         block (no padding, no causal cut): they need no position mask.
@@ -58,17 +65,57 @@ class Blocks:
         plan = []
         whole_keys = self.k_len // self.chunk
         for q_start in range(0, self.q_len, self.chunk):
-            q_stop = min(q_start + self.chunk, self.q_len)
             num_blocks, num_whole = self.num_key_blocks, whole_keys
             if self.causal_offset is not None:
                 first = q_start + self.causal_offset  # first row's last key
-                last = q_stop - 1 + self.causal_offset
+                last = q_start + self.chunk - 1 + self.causal_offset
                 num_blocks = max(0, min(num_blocks, last // self.chunk + 1))
                 num_whole = max(0, min(whole_keys, (first + 1) // self.chunk))
-            plan.append(
-                (q_start, q_stop, min(num_whole, num_blocks), num_blocks)
-            )
+            plan.append((min(num_whole, num_blocks), num_blocks))
         return plan
+
+    def loops_over_queries(self):
+        """Whether the query blocks run in one compiled loop.
+
+        Unrolled, the query blocks are independent computations, and XLA
+        schedules them side by side: at N=2,048 in blocks of 256, causal,
+        some twenty (8, 256, 256) float32 blocks of logits were alive at
+        once (88 MiB for a training step against 25 MiB non-causal). In
+        one loop, one block's buffers are alive at a time. Its key loops
+        then have tensor bounds (the causal cut depends on the query
+        block), which JAX cannot differentiate: a `score_mod`, which goes
+        through autodiff, keeps the unrolled query blocks, and so does
+        PyTorch, whose loops are Python's (eager, nothing scheduled ahead).
+        """
+        return self.score_mod is None and _compat.loops_are_compiled()
+
+    def run(self, body, carry):
+        """`carry = body(q_start, num_whole, num_blocks, carry)` per block.
+
+        In the compiled loop, `q_start` and the bounds are int32 scalars
+        (Python ints when every query block has the same bounds, so that
+        the key loops keep a static length); else Python ints.
+        """
+        bounds = self.key_blocks()
+        if not self.loops_over_queries():
+            for index, (num_whole, num_blocks) in enumerate(bounds):
+                carry = body(index * self.chunk, num_whole, num_blocks, carry)
+            return carry
+        if len(set(bounds)) == 1:
+            return ops.fori_loop(
+                0,
+                len(bounds),
+                lambda i, c: body(i * self.chunk, *bounds[0], c),
+                carry,
+            )
+        table = ops.convert_to_tensor(bounds, "int32")  # (num_q_blocks, 2)
+
+        def step(index, carry):
+            return body(
+                index * self.chunk, table[index, 0], table[index, 1], carry
+            )
+
+        return ops.fori_loop(0, len(bounds), step, carry)
 
 
 def attend(plan, query, key, value, mask, bias, sinks):
@@ -124,10 +171,18 @@ def _slice_keys(x, start, chunk):
     return ops.slice(x, (0, 0, 0, 0, start), (*x.shape[:4], chunk))
 
 
-def _slice_rows(x, start, stop):
+def _slice_rows(x, start, chunk):
+    """Rows `[start, start + chunk)` of a `(b, K|1, G|1, T_pad|1, ...)`."""
     if x is None or x.shape[3] == 1:
         return x
-    return x[:, :, :, start:stop]
+    size = (ops.shape(x)[0], *x.shape[1:3], chunk, *x.shape[4:])
+    return ops.slice(x, (0, 0, 0, start) + (0,) * (len(x.shape) - 4), size)
+
+
+def _add_at(total, index, block):
+    """`total` with `block` added at `index` (a slice of the same shape)."""
+    current = ops.slice(total, index, ops.shape(block))
+    return ops.slice_update(total, index, current + block)
 
 
 def _logits(plan, query, key_block, mask, bias, q_start, start, edge):
@@ -175,12 +230,14 @@ def _logits(plan, query, key_block, mask, bias, q_start, start, edge):
 
 
 def _loop(start, stop, body, carry):
-    """`body(i, carry)` for `i` in `[start, stop)`.
+    """`body(i, carry)` for `i` in `[start, stop)`, bounds ints or tensors.
 
     A single iteration (the edge blocks, mostly) is unrolled: a second
     loop per query block would make XLA keep the buffers of both loops
     alive at once.
     """
+    if not isinstance(start, int) or not isinstance(stop, int):
+        return ops.fori_loop(start, stop, body, carry)
     if stop - start == 1:
         return body(start, carry)
     if stop > start:
@@ -189,40 +246,56 @@ def _loop(start, stop, body, carry):
 
 
 def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
-    """`(output (B, K, G, T, Hv), lse (B, K, G, T))`, float32."""
-    outputs, lses = [], []
-    for q_start, q_stop, num_whole, num_blocks in plan.query_blocks():
-        out, lse = _forward_rows(
+    """`(output (B, K, G, T_pad, Hv), lse (B, K, G, T_pad))`, float32."""
+    chunk = plan.chunk
+
+    def rows(q_start, num_whole, num_blocks):
+        return _forward_rows(
             plan,
-            query[:, :, :, q_start:q_stop],
+            _slice_rows(query, q_start, chunk),
             key,
             value,
-            _slice_rows(mask, q_start, q_stop),
-            _slice_rows(bias, q_start, q_stop),
+            _slice_rows(mask, q_start, chunk),
+            _slice_rows(bias, q_start, chunk),
             sinks,
             q_start,
             num_whole,
             num_blocks,
         )
-        outputs.append(out)
-        lses.append(lse)
-    if len(outputs) == 1:
-        return outputs[0], lses[0]
-    return ops.concatenate(outputs, 3), ops.concatenate(lses, 3)
+
+    if not plan.loops_over_queries():
+        # Rows joined by concatenation, which autodiff handles on every
+        # backend (TensorFlow has no gradient for a dynamic update).
+        parts = [
+            rows(index * chunk, *bounds)
+            for index, bounds in enumerate(plan.key_blocks())
+        ]
+        return tuple(ops.concatenate(x, 3) for x in zip(*parts))
+
+    def body(q_start, num_whole, num_blocks, carry):
+        output, lse = carry
+        out_rows, lse_rows = rows(q_start, num_whole, num_blocks)
+        output = ops.slice_update(output, (0, 0, 0, q_start, 0), out_rows)
+        return output, ops.slice_update(lse, (0, 0, 0, q_start), lse_rows)
+
+    stats_shape = (ops.shape(query)[0], *query.shape[1:4])  # (B, K, G, T)
+    carry = (
+        ops.zeros((*stats_shape, value.shape[-1]), "float32"),
+        ops.zeros(stats_shape, "float32"),
+    )
+    return plan.run(body, carry)
 
 
 def _forward_rows(
     plan, query, key, value, mask, bias, sinks, q_start, num_whole, num_blocks
 ):
-    """The online softmax of one query block over its visible key blocks."""
+    """The online softmax of one query block over its visible key blocks.
+
+    Returns `(B, K, G, c, Hv)` outputs and `(B, K, G, c)` log-sum-exps.
+    """
     batch = ops.shape(query)[0]
-    stats_shape = (batch, *query.shape[1:4])  # (B, K, G, t)
+    stats_shape = (batch, *query.shape[1:4])  # (B, K, G, c)
     value_dim = value.shape[-1]
-    if num_blocks == 0:
-        return (
-            ops.zeros((*stats_shape, value_dim), "float32"),
-            ops.zeros(stats_shape, "float32"),
-        )
 
     def body(index, carry, edge):
         running_max, normaliser, accumulated = carry
@@ -239,7 +312,7 @@ def _forward_rows(
             probs = ops.where(valid, probs, 0.0)
         correction = ops.exp(running_max - new_max)
         normaliser = normaliser * correction + ops.sum(probs, axis=-1)
-        # (B, K, G, t, Hv)
+        # (B, K, G, c, Hv)
         accumulated = accumulated * correction[..., None] + ops.matmul(
             probs, value_block
         )
@@ -255,7 +328,8 @@ def _forward_rows(
     carry = _loop(0, num_whole, lambda i, c: body(i, c, False), carry)
     carry = _loop(num_whole, num_blocks, lambda i, c: body(i, c, True), carry)
     running_max, normaliser, accumulated = carry
-    # Rows that saw no valid key have normaliser 0 and accumulated 0.
+    # Rows that saw no valid key (none at all where num_blocks is 0) have
+    # normaliser 0 and accumulated 0.
     seen = normaliser > 0
     normaliser = ops.where(seen, normaliser, 1.0)
     lse = ops.where(seen, running_max + ops.log(normaliser), 0.0)
@@ -276,133 +350,108 @@ def _backward(
     plan, out, lse, d_out, query, key, value, bias=None, sinks=None, mask=None
 ):
     """Gradients (a dict by input name) from `out`, `lse` and `d_out`."""
-    # (B, K, G, T): D = rowsum(dO * O).
-    delta = ops.sum(d_out * out, axis=-1)
-    d_key, d_value = ops.zeros_like(key), ops.zeros_like(value)
-    d_queries, d_bias_rows = [], []
+    # (B, K, G, T_pad, 1): D = rowsum(dO * O), and the log-sum-exps.
+    delta = ops.sum(d_out * out, axis=-1, keepdims=True)
+    lse = ops.expand_dims(lse, -1)
     d_sinks = None
     if sinks is not None:
         # The sink's weight per row is exp(z - lse); its value is zero.
-        d_sinks = -ops.sum(ops.exp(sinks - lse) * delta, axis=(0, 3))
+        d_sinks = -ops.sum(ops.exp(sinks[..., None] - lse) * delta, (0, 3, 4))
         d_sinks = ops.reshape(d_sinks, ops.shape(sinks))
-    for q_start, q_stop, num_whole, num_blocks in plan.query_blocks():
-        rows = slice(q_start, q_stop)
-        d_query, d_key, d_value, d_bias = _backward_rows(
+
+    def body(q_start, num_whole, num_blocks, carry):
+        # dQ (B, K, G, T_pad, H), dK, dV (B, K, S_pad, H|Hv), and dBias
+        # like the bias where there is one.
+        d_query, d_key, d_value, *d_bias = carry
+        rows = [
+            _slice_rows(x, q_start, plan.chunk)
+            for x in (query, mask, bias, d_out, lse, delta, *d_bias)
+        ]
+        # The key blocks update the block's dBias rows, written back once:
+        # PyTorch copies the whole tensor at each update.
+        d_rows, d_key, d_value, *d_bias_rows = _backward_rows(
             plan,
-            query[:, :, :, rows],
+            *rows[:6],
             key,
             value,
-            _slice_rows(mask, q_start, q_stop),
-            _slice_rows(bias, q_start, q_stop),
-            d_out[:, :, :, rows],
-            lse[:, :, :, rows, None],
-            delta[:, :, :, rows, None],
-            d_key,
-            d_value,
+            [d_key, d_value, *rows[6:]],
             q_start,
             num_whole,
             num_blocks,
         )
-        d_queries.append(d_query)
-        d_bias_rows.append(d_bias)
-    grads = {"key": d_key, "value": d_value, "sinks": d_sinks}
-    grads["query"] = (
-        d_queries[0] if len(d_queries) == 1 else ops.concatenate(d_queries, 3)
-    )
+        d_query = ops.slice_update(d_query, (0, 0, 0, q_start, 0), d_rows)
+        if d_bias and bias.shape[3] != 1:
+            d_bias_rows = [
+                ops.slice_update(
+                    d_bias[0], (0, 0, 0, q_start, 0), d_bias_rows[0]
+                )
+            ]
+        return (d_query, d_key, d_value, *d_bias_rows)
+
+    carry = (ops.zeros_like(query), ops.zeros_like(key), ops.zeros_like(value))
     if bias is not None:
-        if bias.shape[3] == 1:
-            grads["bias"] = sum(d_bias_rows[1:], d_bias_rows[0])
-        else:
-            grads["bias"] = ops.concatenate(d_bias_rows, 3)
+        carry += (ops.zeros_like(bias),)
+    carry = plan.run(body, carry)
+    grads = dict(zip(("query", "key", "value", "bias"), carry))
+    grads["sinks"] = d_sinks
     return grads
 
 
 def _backward_rows(
     plan,
     query,
-    key,
-    value,
     mask,
     bias,
     d_out,
     lse,
     delta,
-    d_key,
-    d_value,
+    key,
+    value,
+    shared,
     q_start,
     num_whole,
     num_blocks,
 ):
-    """One query block: its `dQ` and `dBias` rows, `dK` and `dV` updated.
+    """One query block: its `dQ` rows, then `shared` updated.
 
-    `lse` and `delta` are `(B, K, G, t, 1)`; `d_out` is `(B, K, G, t, Hv)`.
+    `query`, `mask`, `bias` and `d_out` are the block's rows; `lse` and
+    `delta` are `(B, K, G, c, 1)`. `shared` is `[dK, dV]`, then the
+    block's `dBias` rows when there is a bias.
     """
     chunk = plan.chunk
-    d_bias = None
-    if bias is not None:
-        # (b, K|1, G|1, t|1, S_pad|1)
-        d_bias = ops.zeros_like(bias)
-    if num_blocks == 0:
-        return ops.zeros_like(query), d_key, d_value, d_bias
-
-    def add_block(total, start, block):
-        # total[..., start:start + c, :] += block, total (B, K, S_pad, H).
-        index = (0, 0, start, 0)
-        current = ops.slice(total, index, ops.shape(block))
-        return ops.slice_update(total, index, current + block)
 
     def body(index, carry, edge):
-        d_query, d_key, d_value, d_bias = carry
+        d_query, d_key, d_value, *d_bias = carry
         start = index * chunk
         key_block, value_block = _key_block(key, value, start, chunk)
         logits, _, capped = _logits(
             plan, query, key_block, mask, bias, q_start, start, edge
         )
-        probs = ops.exp(logits - lse)  # (B, K, G, t, c)
+        probs = ops.exp(logits - lse)  # (B, K, G, c, c)
         # (B, K, G, c, Hv) summed over the G query heads of a key head.
         block_d_value = ops.sum(
             ops.matmul(ops.swapaxes(probs, 3, 4), d_out), axis=2
         )
-        # (B, K, G, t, c)
+        # (B, K, G, c, c)
         d_probs = ops.matmul(d_out, ops.swapaxes(value_block, 3, 4))
         d_logits = probs * (d_probs - delta)
         if capped is not None:
             d_logits = d_logits * (1.0 - ops.square(capped))
-        # (B, K, G, t, H) and (B, K, c, H)
+        # (B, K, G, c, H) and (B, K, c, H)
         d_query = d_query + ops.matmul(d_logits, ops.swapaxes(key_block, 3, 4))
         block_d_key = ops.sum(
             ops.matmul(ops.swapaxes(d_logits, 3, 4), query), axis=2
         )
-        d_key = add_block(d_key, start, block_d_key)
-        d_value = add_block(d_value, start, block_d_value)
-        if d_bias is not None:
-            block_bias = _slice_keys(bias, start, chunk)
-            grad = _reduce_to(d_logits, block_bias)
-            if bias.shape[-1] == 1:
-                d_bias = d_bias + grad
-            else:
-                d_bias = ops.slice_update(
-                    d_bias,
-                    (0, 0, 0, 0, start),
-                    ops.slice(d_bias, (0, 0, 0, 0, start), ops.shape(grad))
-                    + grad,
-                )
-        return d_query, d_key, d_value, d_bias
+        d_key = _add_at(d_key, (0, 0, start, 0), block_d_key)
+        d_value = _add_at(d_value, (0, 0, start, 0), block_d_value)
+        if d_bias:
+            # The block's (b, K|1, G|1, c|1, c|1) share of the bias rows,
+            # placed at its keys where the bias has them.
+            grad = _reduce_to(d_logits, _slice_keys(bias, start, chunk))
+            at = (0, 0, 0, 0, 0 if bias.shape[4] == 1 else start)
+            d_bias = [_add_at(d_bias[0], at, grad)]
+        return (d_query, d_key, d_value, *d_bias)
 
-    carry = (ops.zeros_like(query), d_key, d_value)
-    if d_bias is not None:
-        carry += (d_bias,)
-
-    def run(start, stop, edge, carry):
-        def step(i, c):
-            full = c if len(c) == 4 else (*c, None)
-            result = body(i, full, edge)
-            return result if len(c) == 4 else result[:3]
-
-        return _loop(start, stop, step, carry)
-
-    carry = run(0, num_whole, False, carry)
-    carry = run(num_whole, num_blocks, True, carry)
-    if d_bias is None:
-        carry = (*carry, None)
-    return carry
+    carry = (ops.zeros_like(query), *shared)
+    carry = _loop(0, num_whole, lambda i, c: body(i, c, False), carry)
+    return _loop(num_whole, num_blocks, lambda i, c: body(i, c, True), carry)

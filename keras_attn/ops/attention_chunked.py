@@ -83,22 +83,28 @@ def chunked_attention(
     value = ops.transpose(
         ops.pad(ops.cast(value, "float32"), pad), (0, 2, 1, 3)
     )
-    # Masks and biases as (b, K|1, G|1, t, s), padded along s when they vary
-    # there; `t` and `s` are 1 or full.
+    # The queries are padded to whole blocks as well (padded rows are
+    # computed and dropped), so that all query blocks have one shape.
+    padded_q_len = -(-q_len // chunk) * chunk
+    # Masks and biases as (b, K|1, G|1, t, s), padded along t and s where
+    # they vary there; `t` and `s` are 1 or full.
     extras = []
     for x, dtype in ((mask, "bool"), (bias, "float32")):
         if x is None:
             extras.append(None)
             continue
         x = _group_mask_heads(to_rank4(ops.cast(x, dtype)), num_kv_heads)
-        if x.shape[-1] != 1:
-            x = ops.pad(x, [[0, 0]] * 4 + [[0, padded_len - k_len]])
-        extras.append(x)
+        pads = [[0, 0]] * 3 + [
+            [0, 0 if x.shape[3] == 1 else padded_q_len - q_len],
+            [0, 0 if x.shape[4] == 1 else padded_len - k_len],
+        ]
+        extras.append(ops.pad(x, pads))
     mask, bias = extras
 
-    # (B, T, K, G, H) -> (B, K, G, T, H), scaled once.
+    # (B, T, K, G, H) -> (B, K, G, T_pad, H), scaled once.
     query = group_heads(ops.cast(query, "float32") * scale, num_kv_heads)
     query = ops.transpose(query, (0, 2, 3, 1, 4))
+    query = ops.pad(query, [[0, 0]] * 3 + [[0, padded_q_len - q_len], [0, 0]])
     offset = k_len - q_len  # causal: query i sits at key position i + offset
     if sinks is not None:
         # (N,) -> (1, K, G, 1): the starting running max of every row.
@@ -115,8 +121,9 @@ def chunked_attention(
         logit_soft_cap,
     )
     output = attend(plan, query, key, value, mask, bias, sinks)
-    # (B, K, G, T, Hv) -> (B, T, K, G, Hv) -> (B, T, N, Hv)
-    output = ops.transpose(output, (0, 3, 1, 2, 4))
+    # (B, K, G, T_pad, Hv) -> (B, K, G, T, Hv) -> (B, T, K, G, Hv)
+    # -> (B, T, N, Hv)
+    output = ops.transpose(output[:, :, :, :q_len], (0, 3, 1, 2, 4))
     output = ops.reshape(output, (-1, q_len, num_heads, value_dim))
     return ops.cast(output, out_dtype)
 
