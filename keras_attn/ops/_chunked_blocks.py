@@ -42,9 +42,10 @@ from keras_attn.ops.score_mods import modify_scores
 class Blocks:
     """The static plan of one call: lengths, block size, modifiers.
 
-    The queries are padded to whole blocks of `chunk` rows too (by the
-    caller), so that every query block has the same shape and one loop can
-    run over them.
+    Query blocks have `rows` rows: `chunk`, or all the queries where there
+    are fewer (a decoding step has one). The caller pads the queries to
+    `padded_q_len`, whole query blocks, so that every block has the same
+    shape and one loop can run over them.
     """
 
     def __init__(self, q_len, k_len, chunk, causal_offset, score_mod, cap):
@@ -53,6 +54,8 @@ class Blocks:
         self.causal_offset = causal_offset
         self.score_mod, self.cap = score_mod, cap
         self.num_key_blocks = -(-k_len // chunk)
+        self.rows = max(1, min(chunk, q_len))
+        self.padded_q_len = -(-q_len // self.rows) * self.rows
 
     def key_blocks(self):
         """`(num_whole, num_blocks)` for each query block, in order.
@@ -64,11 +67,11 @@ class Blocks:
         """
         plan = []
         whole_keys = self.k_len // self.chunk
-        for q_start in range(0, self.q_len, self.chunk):
+        for q_start in range(0, self.q_len, self.rows):
             num_blocks, num_whole = self.num_key_blocks, whole_keys
             if self.causal_offset is not None:
                 first = q_start + self.causal_offset  # first row's last key
-                last = q_start + self.chunk - 1 + self.causal_offset
+                last = q_start + self.rows - 1 + self.causal_offset
                 num_blocks = max(0, min(num_blocks, last // self.chunk + 1))
                 num_whole = max(0, min(whole_keys, (first + 1) // self.chunk))
             plan.append((min(num_whole, num_blocks), num_blocks))
@@ -99,20 +102,20 @@ class Blocks:
         bounds = self.key_blocks()
         if not self.loops_over_queries():
             for index, (num_whole, num_blocks) in enumerate(bounds):
-                carry = body(index * self.chunk, num_whole, num_blocks, carry)
+                carry = body(index * self.rows, num_whole, num_blocks, carry)
             return carry
         if len(set(bounds)) == 1:
             return ops.fori_loop(
                 0,
                 len(bounds),
-                lambda i, c: body(i * self.chunk, *bounds[0], c),
+                lambda i, c: body(i * self.rows, *bounds[0], c),
                 carry,
             )
         table = ops.convert_to_tensor(bounds, "int32")  # (num_q_blocks, 2)
 
         def step(index, carry):
             return body(
-                index * self.chunk, table[index, 0], table[index, 1], carry
+                index * self.rows, table[index, 0], table[index, 1], carry
             )
 
         return ops.fori_loop(0, len(bounds), step, carry)
@@ -247,16 +250,16 @@ def _loop(start, stop, body, carry):
 
 def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
     """`(output (B, K, G, T_pad, Hv), lse (B, K, G, T_pad))`, float32."""
-    chunk = plan.chunk
+    rows_per_block = plan.rows
 
     def rows(q_start, num_whole, num_blocks):
         return _forward_rows(
             plan,
-            _slice_rows(query, q_start, chunk),
+            _slice_rows(query, q_start, rows_per_block),
             key,
             value,
-            _slice_rows(mask, q_start, chunk),
-            _slice_rows(bias, q_start, chunk),
+            _slice_rows(mask, q_start, rows_per_block),
+            _slice_rows(bias, q_start, rows_per_block),
             sinks,
             q_start,
             num_whole,
@@ -267,7 +270,7 @@ def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
         # Rows joined by concatenation, which autodiff handles on every
         # backend (TensorFlow has no gradient for a dynamic update).
         parts = [
-            rows(index * chunk, *bounds)
+            rows(index * rows_per_block, *bounds)
             for index, bounds in enumerate(plan.key_blocks())
         ]
         return tuple(ops.concatenate(x, 3) for x in zip(*parts))
@@ -364,7 +367,7 @@ def _backward(
         # like the bias where there is one.
         d_query, d_key, d_value, *d_bias = carry
         rows = [
-            _slice_rows(x, q_start, plan.chunk)
+            _slice_rows(x, q_start, plan.rows)
             for x in (query, mask, bias, d_out, lse, delta, *d_bias)
         ]
         # The key blocks update the block's dBias rows, written back once:

@@ -83,9 +83,18 @@ def chunked_attention(
     value = ops.transpose(
         ops.pad(ops.cast(value, "float32"), pad), (0, 2, 1, 3)
     )
-    # The queries are padded to whole blocks as well (padded rows are
+    offset = k_len - q_len  # causal: query i sits at key position i + offset
+    plan = Blocks(
+        q_len,
+        k_len,
+        chunk,
+        offset if is_causal else None,
+        score_mod,
+        logit_soft_cap,
+    )
+    # The queries are padded to whole query blocks as well (padded rows are
     # computed and dropped), so that all query blocks have one shape.
-    padded_q_len = -(-q_len // chunk) * chunk
+    padded_q_len = plan.padded_q_len
     # Masks and biases as (b, K|1, G|1, t, s), padded along t and s where
     # they vary there; `t` and `s` are 1 or full.
     extras = []
@@ -105,21 +114,12 @@ def chunked_attention(
     query = group_heads(ops.cast(query, "float32") * scale, num_kv_heads)
     query = ops.transpose(query, (0, 2, 3, 1, 4))
     query = ops.pad(query, [[0, 0]] * 3 + [[0, padded_q_len - q_len], [0, 0]])
-    offset = k_len - q_len  # causal: query i sits at key position i + offset
     if sinks is not None:
         # (N,) -> (1, K, G, 1): the starting running max of every row.
         sinks = ops.reshape(
             ops.cast(sinks, "float32"),
             (1, num_kv_heads, num_heads // num_kv_heads, 1),
         )
-    plan = Blocks(
-        q_len,
-        k_len,
-        chunk,
-        offset if is_causal else None,
-        score_mod,
-        logit_soft_cap,
-    )
     output = attend(plan, query, key, value, mask, bias, sinks)
     # (B, K, G, T_pad, Hv) -> (B, K, G, T, Hv) -> (B, T, K, G, Hv)
     # -> (B, T, N, Hv)
