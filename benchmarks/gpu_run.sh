@@ -7,6 +7,12 @@
 #
 # 1. installs the wheels of .whl/ (keras, keras-hub and the packages they
 #    import that such an image lacks) into /tmp/site, without the network;
+#    fetch them beforehand on a machine with the network (Python 3.12 there,
+#    the versions of your environment; `.whl/` is not tracked):
+#      pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#        --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+#        -d .whl keras==3.15.1 keras-hub==0.32.0 kagglehub==1.0.2 \
+#        kagglesdk==0.1.28 namex==0.1.0 optree==0.20.0
 # 2. writes down the GPU (nvidia-smi) and the library versions;
 # 3. runs, each step under its own time limit so that a hung step cannot
 #    take the others' time, in order of value: the attention table
