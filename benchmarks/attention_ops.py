@@ -45,6 +45,9 @@ import statistics
 import subprocess
 import sys
 
+from _device import gpu_name
+from _device import torch_device
+
 CANDIDATES = [
     "torch kernel",
     "keras.ops",
@@ -53,22 +56,6 @@ CANDIDATES = [
     "chunked",
     "auto",
 ]
-
-
-def _device_of(backend):
-    """`(kind, name)` of the backend's default device: kind "gpu" or "cpu"."""
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return "gpu", torch.cuda.get_device_name()
-    elif backend == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        if device.platform == "gpu":
-            return "gpu", device.device_kind
-    return "cpu", "CPU"
 
 
 def child(names, n, causals, repeats, train):
@@ -91,8 +78,8 @@ def child(names, n, causals, repeats, train):
     from keras_attn.ops import scaled_dot_product_attention
 
     backend = keras.backend.backend()
-    kind, device_name = _device_of(backend)
-    gpu = kind == "gpu"
+    device_name = gpu_name(backend)
+    gpu = device_name is not None
     rng = np.random.default_rng(0)
     arrays = [
         rng.normal(size=(1, n, 8, 64)).astype("float32") for _ in range(4)
@@ -160,7 +147,7 @@ def child(names, n, causals, repeats, train):
 
         args = [torch.tensor(a) for a in arrays]
         if gpu:
-            args = [a.to("cuda") for a in args]
+            args = [a.to(torch_device()) for a in args]
 
         def make_fn(attention):
             def fn(q, k, v, d_out):

@@ -56,6 +56,8 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402  (the plain PyTorch contender)
+from _device import gpu_name  # noqa: E402
+from _device import torch_device  # noqa: E402
 from keras import ops  # noqa: E402
 
 from keras_attn.generation import GreedySampler  # noqa: E402
@@ -70,21 +72,13 @@ elif BACKEND == "tensorflow":
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 
-# The device Keras computes on: the torch backend puts its tensors on CUDA
-# when there is a GPU (unless KERAS_TORCH_DEVICE says otherwise), and the
-# plain PyTorch contender and its inputs go to the same device.
-DEVICE = torch.device(
-    os.environ.get("KERAS_TORCH_DEVICE")
-    or ("cuda" if torch.cuda.is_available() else "cpu")
-)
-if BACKEND == "jax":
+# The device Keras computes on; the plain PyTorch contender and its inputs
+# go to the same device.
+DEVICE = torch_device()
+DEVICE_NAME = gpu_name(BACKEND) or "CPU"
+GPU = DEVICE_NAME != "CPU"
+if GPU and BACKEND == "jax":
     import jax
-
-    GPU = jax.devices()[0].platform == "gpu"
-    DEVICE_NAME = jax.devices()[0].device_kind if GPU else "CPU"
-else:
-    GPU = BACKEND == "torch" and DEVICE.type == "cuda"
-    DEVICE_NAME = torch.cuda.get_device_name(DEVICE) if GPU else "CPU"
 
 VOCAB, WIDTH, HEADS, LAYERS, FF = 512, 128, 4, 2, 512
 BATCH, PROMPT, NEW, MAX_POSITIONS = 4, 32, 256, 512

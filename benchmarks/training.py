@@ -40,6 +40,9 @@ import subprocess
 import sys
 import time
 
+from _device import gpu_name
+from _device import torch_device
+
 # The checkout's keras_attn, also when run as `python benchmarks/training.py`.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -85,34 +88,6 @@ def _setup_threads(threads):
         f"{'true' if threads > 1 else 'false'} "
         f"intra_op_parallelism_threads={threads}",
     )
-
-
-def _torch_device():
-    """The device Keras' torch backend computes on (CUDA when available,
-    unless KERAS_TORCH_DEVICE says otherwise): the torch.nn peers and
-    their inputs go there too."""
-    import torch
-
-    return torch.device(
-        os.environ.get("KERAS_TORCH_DEVICE")
-        or ("cuda" if torch.cuda.is_available() else "cpu")
-    )
-
-
-def _device_name(backend):
-    """The accelerator the backend computes on, or "CPU"."""
-    if backend == "torch":
-        import torch
-
-        device = _torch_device()
-        if device.type == "cuda":
-            return torch.cuda.get_device_name(device)
-    elif backend == "jax":
-        import jax
-
-        if jax.devices()[0].platform == "gpu":
-            return jax.devices()[0].device_kind
-    return "CPU"
 
 
 def _keras_lm(size):
@@ -268,7 +243,7 @@ def _torch_models(size):
             x = self.norm(self.encoder(x))
             return self.head(x[:, 0])
 
-    device = _torch_device()
+    device = torch_device()
     return TorchLM().to(device), TorchViT().to(device)
 
 
@@ -308,8 +283,8 @@ def _torch_step(model, x, y):
     else:  # a Keras model: its variables hold torch Parameters
         params = [v.value for v in model.trainable_variables]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
-    x = torch.as_tensor(x, device=_torch_device())
-    y = torch.as_tensor(y, device=_torch_device()).long()
+    x = torch.as_tensor(x, device=torch_device())
+    y = torch.as_tensor(y, device=torch_device()).long()
     keras_model = hasattr(model, "trainable_variables")
 
     def step():
@@ -377,7 +352,7 @@ def child(backend, models, quick, steps, runs, warmup):
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    device = _device_name(backend)
+    device = gpu_name(backend) or "CPU"
     sync = lambda: None  # noqa: E731
     if backend == "torch" and device != "CPU":
         sync = torch.cuda.synchronize
