@@ -174,11 +174,11 @@ def _slice_keys(x, start, chunk):
     return ops.slice(x, (0, 0, 0, 0, start), (*x.shape[:4], chunk))
 
 
-def _slice_rows(x, start, chunk):
-    """Rows `[start, start + chunk)` of a `(b, K|1, G|1, T_pad|1, ...)`."""
+def _slice_rows(x, start, rows):
+    """Rows `[start, start + rows)` of a `(b, K|1, G|1, T_pad|1, ...)`."""
     if x is None or x.shape[3] == 1:
         return x
-    size = (ops.shape(x)[0], *x.shape[1:3], chunk, *x.shape[4:])
+    size = (ops.shape(x)[0], *x.shape[1:3], rows, *x.shape[4:])
     return ops.slice(x, (0, 0, 0, start) + (0,) * (len(x.shape) - 4), size)
 
 
