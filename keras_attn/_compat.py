@@ -7,6 +7,7 @@ the generic path.
 """
 
 import contextlib
+import contextvars
 
 import keras
 import numpy as np
@@ -27,6 +28,107 @@ def inference_mode():
 
         return torch.no_grad()
     return contextlib.nullcontext()
+
+
+# Set inside `decoding_owns_caches()`; see there.
+_CACHES_OWNED = contextvars.ContextVar("keras_attn_caches_owned", default=False)
+
+
+@contextlib.contextmanager
+def decoding_owns_caches():
+    """A decoding loop's context: its caches are nobody else's.
+
+    `keras.ops.slice_update` is functional, so on eager PyTorch each cache
+    write copies the whole cache `(B, 2, S_max, K, H)` into a fresh buffer
+    to change one position: a small model's step spends as long on these
+    copies as on everything else. Under XLA (JAX, TensorFlow) the compiled
+    loop already updates its carried buffers in place. `generate()` makes
+    its caches itself and drops each one once the step that got it has
+    returned the next (the samplers reorder or repeat caches into new
+    tensors, never reuse an old one), so inside it cache writes may update
+    the cache itself (`slice_update_owned`). Outside it, a user's own loop
+    over `call_with_cache` may keep an old cache (to branch from it), and
+    writes stay functional.
+    """
+    token = _CACHES_OWNED.set(True)
+    try:
+        yield
+    finally:
+        _CACHES_OWNED.reset(token)
+
+
+def slice_update_owned(x, start_indices, updates):
+    """`ops.slice_update(x, start_indices, updates)`, in place if it may be.
+
+    In place (`x` itself is changed and returned) inside
+    `decoding_owns_caches()` on eager PyTorch with Python int starts and
+    no gradient recorded (an in-place write would break the autograd
+    graph); a new tensor everywhere else, as `ops.slice_update` gives.
+    """
+    if _CACHES_OWNED.get() and keras.backend.backend() == "torch":
+        import torch
+
+        if (
+            not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and isinstance(x, torch.Tensor)
+            and all(type(start) is int for start in start_indices)
+        ):
+            # (B, ...) region of `x` the size of `updates`, from the starts.
+            region = tuple(
+                slice(start, start + size)
+                for start, size in zip(start_indices, updates.shape)
+            )
+            x[region] = updates
+            return x
+    return ops.slice_update(x, start_indices, updates)
+
+
+def dot_product_attention(query, key, value, bias, mask, scale, is_causal):
+    """`keras.ops.dot_product_attention`, without copies on PyTorch.
+
+    Keras' PyTorch version moves the heads axis first and then makes each
+    input contiguous (and repeats grouped key/value heads): a copy of the
+    keys and values at every call. A decoding step attends a slice of its
+    cache, so the copy grows with the cache and, past a few hundred
+    positions, costs more than the attention. PyTorch's kernel takes the
+    strided views and grouped heads (`enable_gqa`) itself. Same arguments
+    and result as the Keras op: `(B, T, N, H)` inputs, a boolean mask
+    (True: attend) or an additive bias, not both; rows with no key are the
+    caller's (`fused_attention` gives them every key and zeros them after).
+    """
+    if keras.backend.backend() != "torch" or not (
+        query.dtype == key.dtype == value.dtype
+    ):
+        return ops.dot_product_attention(
+            query,
+            key,
+            value,
+            bias=bias,
+            mask=mask,
+            scale=scale,
+            is_causal=is_causal,
+        )
+    import torch
+
+    attn_mask = None
+    if mask is not None:
+        attn_mask = ops.cast(mask, "bool")
+    elif bias is not None:
+        attn_mask = ops.cast(bias, query.dtype)
+    # (B, T, N, H) -> (B, N, T, H), views.
+    query, key, value = (torch.transpose(x, 1, 2) for x in (query, key, value))
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=attn_mask,
+        is_causal=is_causal,
+        scale=scale,
+        enable_gqa=key.shape[1] != query.shape[1],
+    )
+    # (B, N, T, Hv) -> (B, T, N, Hv)
+    return torch.transpose(output, 1, 2)
 
 
 def is_tracing(x):

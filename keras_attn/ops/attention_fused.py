@@ -13,6 +13,7 @@ backend kernels have no soft cap nor score hook, and
 import keras
 from keras import ops
 
+from keras_attn import _compat
 from keras_attn._validation import static_shape
 from keras_attn.ops.masks import causal_mask
 from keras_attn.ops.masks import combine_masks
@@ -76,14 +77,8 @@ def fused_attention(
         # Keras' TensorFlow kernel repeats grouped heads only for K > 1; its
         # einsum then rejects multi-query inputs. Broadcast them here.
         key, value = (ops.repeat(x, num_heads, axis=2) for x in (key, value))
-    output = ops.dot_product_attention(
-        query,
-        key,
-        value,
-        bias=bias,
-        mask=mask,
-        scale=scale,
-        is_causal=is_causal,
+    output = _compat.dot_product_attention(
+        query, key, value, bias, mask, scale, is_causal
     )
     output = output[..., :value_dim]
     if row_has_key is not None:
