@@ -22,6 +22,7 @@ compiles nothing.
 import numpy as np
 from keras import ops
 
+from keras_attn import _compat
 from keras_attn._validation import check_heads_divide
 from keras_attn._validation import check_integer_dtype
 from keras_attn._validation import check_mask_dtype
@@ -295,7 +296,7 @@ def generate(
 def write_scores(cache, index, row):
     """`cache` with `row (B, S)` written at row `index` of its scores."""
     scores = cache["scores"]
-    scores = ops.slice_update(
+    scores = _compat.slice_update_owned(
         scores, [0, index, 0], ops.cast(row, scores.dtype)[:, None, :]
     )
     return dict(cache, scores=scores)

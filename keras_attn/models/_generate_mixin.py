@@ -6,6 +6,7 @@ import keras
 
 from keras_attn._compat import CompiledGeneration
 from keras_attn._compat import TokenModelSaveSignature
+from keras_attn._compat import decoding_owns_caches
 from keras_attn._compat import inference_mode
 from keras_attn._compat import outside_jax_trace
 
@@ -122,7 +123,8 @@ class GenerateMixin(TokenModelSaveSignature):
             options=options,
             compiled=self._generate_programs(),
         )
-        with inference_mode():
+        # The loop makes its own caches: on PyTorch it writes them in place.
+        with inference_mode(), decoding_owns_caches():
             return self._generate(inputs, request)
 
     def _generate_programs(self):

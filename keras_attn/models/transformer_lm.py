@@ -8,6 +8,10 @@ from keras_attn._validation_tokens import check_token_ids
 from keras_attn.layers.embeddings.token_and_position_embedding import (
     TokenAndPositionEmbedding,
 )
+from keras_attn.layers.transformer._decoding_step import plain_decoder_step
+from keras_attn.layers.transformer._decoding_step import (
+    steps_without_layer_call,
+)
 from keras_attn.layers.transformer.transformer_decoder import TransformerDecoder
 from keras_attn.models._attention_maps import lm_attention_scores
 from keras_attn.models._decoding import check_model_sizes
@@ -354,14 +358,21 @@ class TransformerLM(AdapterMixin, GenerateMixin, keras.Model):
         new_cache = []
         scores = None
         for i, (block, block_cache) in enumerate(zip(self.blocks, cache)):
-            outputs = block(
-                x,
-                self_attention_cache=block_cache,
-                self_attention_cache_update_index=cache_update_index,
-                return_attention_scores=(
-                    return_attention_scores and i == len(self.blocks) - 1
-                ),
-            )
+            block_scores = return_attention_scores and i == len(self.blocks) - 1
+            if not block_scores and steps_without_layer_call(
+                block, block_cache
+            ):
+                # What `block(...)` would run, without `Layer.__call__`.
+                outputs = plain_decoder_step(
+                    block, x, block_cache, cache_update_index
+                )
+            else:
+                outputs = block(
+                    x,
+                    self_attention_cache=block_cache,
+                    self_attention_cache_update_index=cache_update_index,
+                    return_attention_scores=block_scores,
+                )
             if len(outputs) == 3:
                 x, scores, block_cache = outputs
             else:

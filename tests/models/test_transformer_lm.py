@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_attn._compat import inference_mode
 from keras_attn.models import TransformerLM
 
 
@@ -164,9 +165,13 @@ def test_cached_generation_equals_uncached(rng, options):
     )
 
 
-def test_cached_sampling_and_beam_equal_uncached(rng):
+# Learned positions: the blocks take the plain step, whose cache writes
+# are in place on PyTorch inside `generate` (the samplers reorder and
+# repeat caches); rotary positions: the generic path.
+@pytest.mark.parametrize("position", ["learned", "rotary"])
+def test_cached_sampling_and_beam_equal_uncached(rng, position):
     model = TransformerLM(
-        30, 12, num_heads=2, hidden_dim=16, position="rotary", tie_weights=False
+        30, 12, num_heads=2, hidden_dim=16, position=position, tie_weights=False
     )
     model.build((None, None))
     _randomize(model, rng)
@@ -174,6 +179,7 @@ def test_cached_sampling_and_beam_equal_uncached(rng):
     for method, options in (
         ("sample", {"top_k": 5, "temperature": 0.8, "seed": 3}),
         ("beam", {"beam_width": 3}),
+        ("contrastive", {"k": 3, "alpha": 0.6}),
     ):
         cached = model.generate(prompt, 12, method=method, **options)
         uncached = model.generate(
@@ -181,6 +187,29 @@ def test_cached_sampling_and_beam_equal_uncached(rng):
         )
         np.testing.assert_array_equal(_np(cached), _np(uncached))
         np.testing.assert_array_equal(_np(cached)[:, :3], prompt)
+
+
+def test_call_with_cache_leaves_the_given_cache_alone(rng):
+    # Outside `generate`, a cache is a value: a loop may branch from an
+    # old one (here: two different tokens from the same cache). Without
+    # gradients, as a user's decoding loop runs.
+    model = _random_lm(rng)
+    with inference_mode():
+        cache = model.empty_cache(2, 12)
+        prompt = rng.integers(1, 30, (2, 3))
+        _, cache = model.call_with_cache(prompt, cache, 0)
+        before = [_np(c).copy() for c in cache]
+        first, first_cache = model.call_with_cache(np.full((2, 1), 4), cache, 3)
+        second, second_cache = model.call_with_cache(
+            np.full((2, 1), 5), cache, 3
+        )
+    for kept, given in zip(before, cache):
+        np.testing.assert_array_equal(_np(given), kept)
+    assert not np.allclose(_np(first), _np(second))
+    # Each new cache holds its own token's keys at position 3.
+    for a, b in zip(first_cache, second_cache):
+        assert not np.allclose(_np(a)[:, :, 3], _np(b)[:, :, 3])
+        np.testing.assert_array_equal(_np(a)[:, :, :3], _np(b)[:, :, :3])
 
 
 def test_save_load_same_generation(rng, tmp_path):

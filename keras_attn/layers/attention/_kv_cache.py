@@ -2,6 +2,8 @@
 
 from keras import ops
 
+from keras_attn import _compat
+
 
 def write_kv_cache(cache, key, value, index):
     """Writes new keys and values into a cache at a position.
@@ -18,8 +20,9 @@ def write_kv_cache(cache, key, value, index):
     """
     # (B, 2, T, K, H): keys and values written with one update, so that
     # a step copies the cache once (an update of each half and a stack
-    # would copy it three times where the backend does not update in place).
+    # would copy it three times where the backend does not update in place),
+    # or not at all in a decoding loop that owns it (`_compat` says when).
     update = ops.stack(
         (ops.cast(key, cache.dtype), ops.cast(value, cache.dtype)), axis=1
     )
-    return ops.slice_update(cache, [0, 0, index, 0, 0], update)
+    return _compat.slice_update_owned(cache, [0, 0, index, 0, 0], update)

@@ -205,6 +205,28 @@ def can_step_plainly(block, cache, masks, sequence_mask, causal, training):
     )
 
 
+def steps_without_layer_call(block, cache):
+    """Whether a model may step `block` by `plain_decoder_step` directly.
+
+    On PyTorch the block's own `Layer.__call__` costs about as much as the
+    plain step it leads to. A model whose blocks take its own embeddings
+    (`TransformerLM`) calls `plain_decoder_step` itself for an inference
+    step when nothing of `__call__` is needed: the block would take the
+    plain step (no masks, no scores, not training) and its dtype policy
+    is not mixed (no autocast scope to open).
+
+    Args:
+        block: a built decoder block of the model.
+        cache: the block's self-attention cache for this step.
+    """
+    policy = block.dtype_policy
+    return (
+        getattr(block, "_plain_step_sizes", None) is not None
+        and policy.compute_dtype == policy.variable_dtype
+        and can_step_plainly(block, cache, (), None, True, training=False)
+    )
+
+
 def plain_decoder_step(block, x, cache, index):
     """A pre- or post-norm decoder block without cross-attention.
 
