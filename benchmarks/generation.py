@@ -16,8 +16,10 @@ blocks, feed-forward 512, learned positions, batch 4) continues a
   what eager Python overhead allows.
 
 Also the time of one cached step at position 32 and 480 of a 512-long
-cache (on PyTorch at a Python int position, as the decoding loop calls
-it; a tensor elsewhere). Generations and steps are jit-compiled on JAX
+cache (on PyTorch at a Python int position and with the cache written in
+place, as the decoding loop of `generate()` calls it, and also as a plain
+`call_with_cache`, which copies each cache it writes; a tensor position
+elsewhere). Generations and steps are jit-compiled on JAX
 and TensorFlow (XLA) and eager on PyTorch, the same for every contender.
 `generate()` reads the prompt on the host, so it is not jit-compiled as
 a whole: on JAX and TensorFlow our loop is compiled from the same public
@@ -60,6 +62,7 @@ from _device import gpu_name  # noqa: E402
 from _device import torch_device  # noqa: E402
 from keras import ops  # noqa: E402
 
+from keras_attn._compat import decoding_owns_caches  # noqa: E402
 from keras_attn.generation import GreedySampler  # noqa: E402
 from keras_attn.models import TransformerLM  # noqa: E402
 
@@ -77,7 +80,7 @@ elif BACKEND == "tensorflow":
 DEVICE = torch_device()
 DEVICE_NAME = gpu_name(BACKEND) or "CPU"
 GPU = DEVICE_NAME != "CPU"
-if GPU and BACKEND == "jax":
+if BACKEND == "jax":
     import jax
 
 VOCAB, WIDTH, HEADS, LAYERS, FF = 512, 128, 4, 2, 512
@@ -87,17 +90,16 @@ BATCH, PROMPT, NEW, MAX_POSITIONS = 4, 32, 256, 512
 def _sync(x):
     """Waits for `x` to be computed before the clock is read.
 
-    On the CPU by reading every output on the host. On a GPU by waiting for
-    the device: a copy of the whole KV cache to the host after each step
-    would cost more than the step.
+    JAX dispatches asynchronously (on the CPU too): wait for its arrays.
+    PyTorch on a GPU: wait for the device. PyTorch and TensorFlow on the CPU
+    return computed tensors. Nothing is copied to the host: a copy of the
+    whole KV cache after each step would cost as much as a small model's
+    step, and is no part of decoding.
     """
-    if GPU and BACKEND == "torch":
-        torch.cuda.synchronize(DEVICE)
-    elif GPU:
+    if BACKEND == "jax":
         jax.block_until_ready(x)
-    else:
-        for leaf in keras.tree.flatten(x):
-            ops.convert_to_numpy(leaf)
+    elif GPU and BACKEND == "torch":
+        torch.cuda.synchronize(DEVICE)
     return x
 
 
@@ -361,6 +363,17 @@ def main():
     ours_step = _compiled(
         lambda token, cache, index: model.call_with_cache(token, cache, index)
     )
+    if BACKEND == "torch":
+        # As `generate()` runs it: its loop owns the caches, so on eager
+        # PyTorch each write updates the cache in place. A user's own loop
+        # over `call_with_cache` gets a new cache from each write (a copy
+        # of the whole cache per block and step): "ours, functional".
+        ours_functional_step = ours_step
+
+        def ours_step(token, cache, index):
+            with decoding_owns_caches():
+                return ours_functional_step(token, cache, index)
+
     hub_step = _compiled(hub.call_with_cache)
     ours_cache = model.empty_cache(BATCH, MAX_POSITIONS)
     hub_cache = ops.zeros(
@@ -378,6 +391,9 @@ def main():
             "keras-hub": lambda i=index: hub_step(token, hub_cache, i),
         }
         if BACKEND == "torch":
+            contenders["ours, functional"] = lambda i=index: (
+                ours_functional_step(token, ours_cache, i)
+            )
             torch_cache = torch_lm.empty_cache(BATCH, MAX_POSITIONS)
 
             contenders["torch.nn"] = lambda i=index, c=torch_cache: torch_step(
@@ -398,13 +414,13 @@ def main():
     for name, ms in times.items():
         rate = BATCH * NEW / (ms / 1e3)
         print(f"{name:<20} {ms:>10.1f} {rate:>10.0f} {ms / NEW:>9.3f}")
-    names = [name for name in ("ours", "keras-hub", "torch.nn")]
+    names = ("ours", "ours, functional", "keras-hub", "torch.nn")
     names = [name for name in names if (name, 32) in steps]
-    print(f"{'one step (ms)':<20} " + " ".join(f"{n:>10}" for n in names))
+    print(f"{'one step (ms)':<20} " + " ".join(f"{n:>16}" for n in names))
     for position in (32, 480):
         print(
             f"{'at ' + str(position):<20} "
-            + " ".join(f"{steps[n, position]:>10.3f}" for n in names)
+            + " ".join(f"{steps[n, position]:>16.3f}" for n in names)
         )
     rows = [
         (
