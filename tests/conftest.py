@@ -29,15 +29,21 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-# Under pytest-xdist each worker gets one CPU thread: `make test` runs one
-# worker per core, and several multi-threaded workers on the same cores slow
-# each other down many times over. Set before any backend import.
+# XLA (JAX, and TensorFlow's jit_compile) compiles with its LLVM backend at
+# optimization level 0: the suite's programs are tiny and most run once or
+# a few times, so LLVM's optimizations cost more than they save (a JAX
+# test of cached generation spends 20 of its 27 s compiling at the default
+# level, 10 of 17 s at 0; five heavy test files: 338 -> 284 s). XLA's own
+# passes (fusion, buffer assignment: what the memory tests read) are the
+# same at every level. Under pytest-xdist each worker also gets one CPU
+# thread: `make test` runs one worker per core, and several multi-threaded
+# workers on the same cores slow each other down many times over.
+# Subprocesses of the tests inherit both. Set before any backend import.
+_XLA_FLAGS = ["--xla_backend_optimization_level=0"]
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ.setdefault(
-        "XLA_FLAGS",
-        "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-    )
+    _XLA_FLAGS.append("--xla_cpu_multi_thread_eigen=false")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("XLA_FLAGS", " ".join(_XLA_FLAGS))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

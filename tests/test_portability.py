@@ -51,7 +51,8 @@ def test_every_model_has_a_fixture_per_backend():
 
 def _run_backend(backend, *args):
     env = backend_env(backend, OMP_NUM_THREADS="1")
-    env.pop("XLA_FLAGS", None)
+    # Multi-threaded, LLVM at optimization level 0 (see tests/conftest.py).
+    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
     result = subprocess.run(
         [sys.executable, "-m", "tests._portability", *args],
         cwd=ROOT,

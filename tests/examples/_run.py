@@ -14,15 +14,17 @@ def run_example(name, *args, timeout=600):
 
     The example runs in its own process (as a user runs it), on the backend
     of the test process, with one CPU thread so parallel test workers do not
-    slow each other down, and without TensorFlow on JAX and PyTorch (see
-    `tests/_subprocess.py`). A non-zero exit fails with the output attached.
+    slow each other down, XLA's LLVM backend at optimization level 0 (a
+    quick run mostly compiles; see `tests/conftest.py`), and without
+    TensorFlow on JAX and PyTorch (see `tests/_subprocess.py`). A non-zero
+    exit fails with the output attached.
     """
     env = backend_env(
         OMP_NUM_THREADS="1",
         TF_NUM_INTRAOP_THREADS="1",
         TF_NUM_INTEROP_THREADS="1",
-        XLA_FLAGS="--xla_cpu_multi_thread_eigen=false "
-        "intra_op_parallelism_threads=1",
+        XLA_FLAGS="--xla_backend_optimization_level=0 "
+        "--xla_cpu_multi_thread_eigen=false",
     )
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), *map(str, args)],
