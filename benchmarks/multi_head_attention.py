@@ -22,8 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 os.environ.setdefault(
     "XLA_FLAGS",
-    f"--xla_cpu_multi_thread_eigen={'true' if THREADS > 1 else 'false'} "
-    f"intra_op_parallelism_threads={THREADS}",
+    f"--xla_cpu_multi_thread_eigen={'true' if THREADS > 1 else 'false'}",
 )
 
 import keras  # noqa: E402

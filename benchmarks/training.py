@@ -85,8 +85,7 @@ def _setup_threads(threads):
     os.environ.setdefault(
         "XLA_FLAGS",
         "--xla_cpu_multi_thread_eigen="
-        f"{'true' if threads > 1 else 'false'} "
-        f"intra_op_parallelism_threads={threads}",
+        f"{'true' if threads > 1 else 'false'}",
     )
 
 
