@@ -13,10 +13,12 @@ the examples and benchmarks do not need TensorFlow.
 import os
 import pathlib
 
-import keras
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NO_TENSORFLOW = pathlib.Path(__file__).resolve().parent / "_no_tensorflow"
+# XLA's LLVM backend at optimization level 0, the suite's compile setting
+# (why: tests/conftest.py, which sets it before any backend import; hence
+# no Keras import at this module's top).
+FAST_COMPILE = "--xla_backend_optimization_level=0"
 
 
 def backend_env(backend=None, **variables):
@@ -26,7 +28,10 @@ def backend_env(backend=None, **variables):
         backend: `"jax"`, `"tensorflow"` or `"torch"`; sets `KERAS_BACKEND`.
         **variables: more environment variables, set last.
     """
-    backend = backend or keras.backend.backend()
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     paths = [str(ROOT)]
     if backend != "tensorflow":

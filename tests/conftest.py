@@ -7,6 +7,8 @@ torch`), each in its own pytest process.
 import gc
 import os
 
+from tests._subprocess import FAST_COMPILE  # imports no backend
+
 # Quieter TensorFlow; set before any backend import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # JAX compiles every new shape of every op it runs eagerly (~30 ms of CPU
@@ -39,7 +41,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 # thread: `make test` runs one worker per core, and several multi-threaded
 # workers on the same cores slow each other down many times over.
 # Subprocesses of the tests inherit both. Set before any backend import.
-_XLA_FLAGS = ["--xla_backend_optimization_level=0"]
+_XLA_FLAGS = [FAST_COMPILE]
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _XLA_FLAGS.append("--xla_cpu_multi_thread_eigen=false")
     os.environ.setdefault("OMP_NUM_THREADS", "1")

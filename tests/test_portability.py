@@ -28,6 +28,7 @@ import keras
 import pytest
 
 from tests import _portability
+from tests._subprocess import FAST_COMPILE
 from tests._subprocess import backend_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +53,7 @@ def test_every_model_has_a_fixture_per_backend():
 def _run_backend(backend, *args):
     env = backend_env(backend, OMP_NUM_THREADS="1")
     # Multi-threaded, LLVM at optimization level 0 (see tests/conftest.py).
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+    env["XLA_FLAGS"] = FAST_COMPILE
     result = subprocess.run(
         [sys.executable, "-m", "tests._portability", *args],
         cwd=ROOT,

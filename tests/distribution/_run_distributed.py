@@ -13,13 +13,15 @@ compared with single-device generation token by token.
 
 import os
 
+from tests._subprocess import FAST_COMPILE  # imports no backend
+
 # Assigned, not setdefault: an inherited XLA_FLAGS (the test runner sets
 # one for single-threaded examples) must not hide the device count.
 os.environ["XLA_FLAGS"] = (
     "--xla_force_host_platform_device_count=8 "
-    # LLVM at optimization level 0, as in the whole suite (its programs
-    # mostly compile once: see tests/conftest.py); 42 -> 27 s here.
-    "--xla_backend_optimization_level=0"
+    # As in the whole suite (its programs mostly compile once: see
+    # tests/conftest.py); 42 -> 27 s here.
+    + FAST_COMPILE
 )
 os.environ["KERAS_BACKEND"] = "jax"
 

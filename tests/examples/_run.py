@@ -4,6 +4,7 @@ import pathlib
 import subprocess
 import sys
 
+from tests._subprocess import FAST_COMPILE
 from tests._subprocess import backend_env
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
@@ -23,8 +24,7 @@ def run_example(name, *args, timeout=600):
         OMP_NUM_THREADS="1",
         TF_NUM_INTRAOP_THREADS="1",
         TF_NUM_INTEROP_THREADS="1",
-        XLA_FLAGS="--xla_backend_optimization_level=0 "
-        "--xla_cpu_multi_thread_eigen=false",
+        XLA_FLAGS=f"{FAST_COMPILE} --xla_cpu_multi_thread_eigen=false",
     )
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), *map(str, args)],

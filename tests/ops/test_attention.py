@@ -11,6 +11,7 @@ import pytest
 from keras import ops
 
 from keras_attn.ops import scaled_dot_product_attention
+from tests._subprocess import FAST_COMPILE
 from tests.ops import numpy_reference as ref
 
 IMPLEMENTATIONS = ["reference", "fused", "chunked", "auto"]
@@ -436,9 +437,7 @@ def test_chunked_16k_positions_peak_memory_under_1_gib():
     env = dict(os.environ)
     # Heavy loops compiled once: XLA's default LLVM optimization, not the
     # suite's level 0 (tests/conftest.py), under which this took 2.4x as long.
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-        "--xla_backend_optimization_level=0", ""
-    )
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(FAST_COMPILE, "")
     proc = subprocess.run(
         [sys.executable, "-c", _PEAK_SCRIPT],
         capture_output=True,
