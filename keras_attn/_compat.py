@@ -173,8 +173,8 @@ def loops_are_compiled():
 
     On JAX and TensorFlow it does (bounds may be tensors, the body is
     traced once); on PyTorch it is a Python `for` over `range`, so its
-    bounds must be Python ints. The chunked attention runs its query
-    blocks in one loop where the loop is compiled (see
+    bounds must be Python ints. The chunked attention runs its blocks in
+    flat loops of static length where the loop is compiled (see
     `keras_attn/ops/_chunked_blocks.py`).
     """
     return keras.backend.backend() != "torch"

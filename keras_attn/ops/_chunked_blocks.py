@@ -2,14 +2,15 @@
 
 Private to `attention_chunked.py`, which lays the inputs out (heads first,
 keys and queries padded to whole blocks, query scaled) and calls `attend`
-here. On JAX and TensorFlow the query blocks run in one compiled loop, so
-that one block's buffers are alive at a time (see `Blocks`).
+here. On JAX and TensorFlow every visible (query block, key block) pair
+runs in two flat compiled loops of static length (see `Blocks`).
 
 Forward (online softmax, per query block of `t` rows, over key blocks of
 `c` keys): each block's logits `s` (B, K, G, t, c) update a running max
-`m`, a normaliser `l` and an unnormalised output. Besides the output `O`
-it returns each row's log-sum-exp `lse = m + log(l)` (B, K, G, T), so the
-weights of any block can be recomputed later as `p = exp(s - lse)`.
+`m`, a normaliser `l` and an unnormalised output of its rows. Besides the
+output `O` it returns each row's log-sum-exp `lse = m + log(l)`
+(B, K, G, T), so the weights of any block can be recomputed later as
+`p = exp(s - lse)`.
 
 Backward (as flash attention's): only `O` and `lse` are kept from the
 forward. With `dO` the output's cotangent and `D = rowsum(dO * O)`, every
@@ -45,7 +46,27 @@ class Blocks:
     Query blocks have `rows` rows: `chunk`, or all the queries where there
     are fewer (a decoding step has one). The caller pads the queries to
     `padded_q_len`, whole query blocks, so that every block has the same
-    shape and one loop can run over them.
+    shape and one loop body serves them all.
+
+    Where loops are compiled (JAX, TensorFlow) and autodiff does not go
+    through them (no `score_mod`), the visible (query block, key block)
+    pairs run in two flat loops, one over the pairs that need no position
+    mask and one over the edge pairs (`run_pairs`); their carry holds the
+    state of every row, O(T). Flat, because XLA keeps one iteration's
+    buffers alive at a time: with the query blocks unrolled instead, it
+    scheduled them side by side (at N=2,048 in blocks of 256, causal, some
+    twenty (8, 256, 256) float32 blocks of logits at once: 88 MiB of temp
+    memory for a training step against 25 MiB non-causal). Of static
+    length, because a loop whose trip count is a tensor was slow on GPU,
+    most likely as its condition goes back to the host at every iteration:
+    key loops with causal bounds read from a table, nested in a loop over
+    the query blocks, made JAX's causal forward 1.6x slower on an H100.
+
+    Elsewhere the query blocks are unrolled, each with its own key loops
+    (`run_rows`): PyTorch's loops are Python's (eager, nothing scheduled
+    ahead), and autodiff through a `score_mod` would keep the flat loops'
+    state of every row at every iteration (and TensorFlow has no gradient
+    for a dynamic update at all).
     """
 
     def __init__(self, q_len, k_len, chunk, causal_offset, score_mod, cap):
@@ -77,48 +98,50 @@ class Blocks:
             plan.append((min(num_whole, num_blocks), num_blocks))
         return plan
 
-    def loops_over_queries(self):
-        """Whether the query blocks run in one compiled loop.
-
-        Unrolled, the query blocks are independent computations, and XLA
-        schedules them side by side: at N=2,048 in blocks of 256, causal,
-        some twenty (8, 256, 256) float32 blocks of logits were alive at
-        once (88 MiB for a training step against 25 MiB non-causal). In
-        one loop, one block's buffers are alive at a time. Its key loops
-        then have tensor bounds (the causal cut depends on the query
-        block), which JAX cannot differentiate: a `score_mod`, which goes
-        through autodiff, keeps the unrolled query blocks, and so does
-        PyTorch, whose loops are Python's (eager, nothing scheduled ahead).
-        """
+    def loops_over_pairs(self):
+        """Whether `run_pairs` applies (else `run_rows`): see the class."""
         return self.score_mod is None and _compat.loops_are_compiled()
 
-    def run(self, body, carry):
+    def run_rows(self, body, carry):
         """`carry = body(q_start, num_whole, num_blocks, carry)` per block.
 
-        In the compiled loop, `q_start` and the bounds are int32 scalars
-        (Python ints when every query block has the same bounds, so that
-        the key loops keep a static length); else Python ints.
+        Unrolled: the arguments are Python ints (see `key_blocks`).
         """
-        bounds = self.key_blocks()
-        if not self.loops_over_queries():
-            for index, (num_whole, num_blocks) in enumerate(bounds):
-                carry = body(index * self.rows, num_whole, num_blocks, carry)
-            return carry
-        if len(set(bounds)) == 1:
-            return ops.fori_loop(
-                0,
-                len(bounds),
-                lambda i, c: body(i * self.rows, *bounds[0], c),
-                carry,
-            )
-        table = ops.convert_to_tensor(bounds, "int32")  # (num_q_blocks, 2)
+        for index, bounds in enumerate(self.key_blocks()):
+            carry = body(index * self.rows, *bounds, carry)
+        return carry
 
-        def step(index, carry):
-            return body(
-                index * self.rows, table[index, 0], table[index, 1], carry
-            )
+    def run_pairs(self, body, carry):
+        """`carry = body(q_start, k_start, edge, carry)` per visible pair.
 
-        return ops.fori_loop(0, len(bounds), step, carry)
+        The pairs that need no position mask first (`edge` False), then
+        the edge pairs: each set in one loop of static length whose body
+        reads the pair's starts, int32 scalars, from a table.
+        """
+        whole, edge = [], []
+        for index, (num_whole, num_blocks) in enumerate(self.key_blocks()):
+            for block in range(num_blocks):
+                pairs = edge if block >= num_whole else whole
+                pairs.append((index * self.rows, block * self.chunk))
+        carry = _loop_over(whole, lambda q, k, c: body(q, k, False, c), carry)
+        return _loop_over(edge, lambda q, k, c: body(q, k, True, c), carry)
+
+
+def _loop_over(starts, body, carry):
+    """`carry = body(q_start, k_start, carry)` for each pair of `starts`.
+
+    A single pair (one query block's edge, mostly) is run unrolled, with
+    Python ints.
+    """
+    if len(starts) <= 1:
+        return body(*starts[0], carry) if starts else carry
+    table = ops.convert_to_tensor(starts, "int32")  # (P, 2)
+    return ops.fori_loop(
+        0,
+        len(starts),
+        lambda i, c: body(table[i, 0], table[i, 1], c),
+        carry,
+    )
 
 
 def attend(plan, query, key, value, mask, bias, sinks):
@@ -182,8 +205,18 @@ def _slice_rows(x, start, rows):
     return ops.slice(x, (0, 0, 0, start) + (0,) * (len(x.shape) - 4), size)
 
 
+def _put_rows(x, start, rows):
+    """`x` `(B, K, G, T_pad, ...)` with `rows` written from row `start`."""
+    return ops.slice_update(
+        x, (0, 0, 0, start) + (0,) * (len(x.shape) - 4), rows
+    )
+
+
 def _add_at(total, index, block):
-    """`total` with `block` added at `index` (a slice of the same shape)."""
+    """`total` with `block` added at `index` (a slice of the same rank)."""
+    if tuple(total.shape) == tuple(block.shape):
+        # All of it (a query block's own dQ rows): PyTorch would copy it.
+        return total + block
     current = ops.slice(total, index, ops.shape(block))
     return ops.slice_update(total, index, current + block)
 
@@ -233,14 +266,12 @@ def _logits(plan, query, key_block, mask, bias, q_start, start, edge):
 
 
 def _loop(start, stop, body, carry):
-    """`body(i, carry)` for `i` in `[start, stop)`, bounds ints or tensors.
+    """`body(i, carry)` for `i` in `[start, stop)`, Python ints.
 
     A single iteration (the edge blocks, mostly) is unrolled: a second
     loop per query block would make XLA keep the buffers of both loops
     alive at once.
     """
-    if not isinstance(start, int) or not isinstance(stop, int):
-        return ops.fori_loop(start, stop, body, carry)
     if stop - start == 1:
         return body(start, carry)
     if stop > start:
@@ -250,89 +281,89 @@ def _loop(start, stop, body, carry):
 
 def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
     """`(output (B, K, G, T_pad, Hv), lse (B, K, G, T_pad))`, float32."""
-    rows_per_block = plan.rows
+    inputs = (query, mask, bias)
 
-    def rows(q_start, num_whole, num_blocks):
-        return _forward_rows(
-            plan,
-            _slice_rows(query, q_start, rows_per_block),
-            key,
-            value,
-            _slice_rows(mask, q_start, rows_per_block),
-            _slice_rows(bias, q_start, rows_per_block),
-            sinks,
-            q_start,
-            num_whole,
-            num_blocks,
+    def pair(q_start, k_start, edge, state):
+        # The pair's rows of the inputs and of the state of every row.
+        rows = [_slice_rows(x, q_start, plan.rows) for x in inputs + state]
+        new = _forward_block(
+            plan, *rows[:3], key, value, q_start, k_start, edge, rows[3:]
         )
+        return tuple(_put_rows(x, q_start, y) for x, y in zip(state, new))
 
-    if not plan.loops_over_queries():
-        # Rows joined by concatenation, which autodiff handles on every
-        # backend (TensorFlow has no gradient for a dynamic update).
-        parts = [
-            rows(index * rows_per_block, *bounds)
-            for index, bounds in enumerate(plan.key_blocks())
-        ]
-        return tuple(ops.concatenate(x, 3) for x in zip(*parts))
+    if plan.loops_over_pairs():
+        state = _initial_state(query, value, sinks)
+        return _normalise(plan.run_pairs(pair, state))
 
-    def body(q_start, num_whole, num_blocks, carry):
-        output, lse = carry
-        out_rows, lse_rows = rows(q_start, num_whole, num_blocks)
-        output = ops.slice_update(output, (0, 0, 0, q_start, 0), out_rows)
-        return output, ops.slice_update(lse, (0, 0, 0, q_start), lse_rows)
+    def query_block(q_start, num_whole, num_blocks, parts):
+        rows = [_slice_rows(x, q_start, plan.rows) for x in inputs]
 
-    stats_shape = (ops.shape(query)[0], *query.shape[1:4])  # (B, K, G, T)
-    carry = (
-        ops.zeros((*stats_shape, value.shape[-1]), "float32"),
-        ops.zeros(stats_shape, "float32"),
-    )
-    return plan.run(body, carry)
+        def key_block(edge):
+            return lambda i, state: _forward_block(
+                plan, *rows, key, value, q_start, i * plan.chunk, edge, state
+            )
+
+        state = _initial_state(rows[0], value, sinks)
+        state = _loop(0, num_whole, key_block(False), state)
+        state = _loop(num_whole, num_blocks, key_block(True), state)
+        return parts + [_normalise(state)]
+
+    # Rows joined by concatenation, which autodiff handles on every
+    # backend (TensorFlow has no gradient for a dynamic update).
+    parts = plan.run_rows(query_block, [])
+    return tuple(ops.concatenate(x, 3) for x in zip(*parts))
 
 
-def _forward_rows(
-    plan, query, key, value, mask, bias, sinks, q_start, num_whole, num_blocks
-):
-    """The online softmax of one query block over its visible key blocks.
+def _initial_state(query, value, sinks):
+    """The online softmax's running max, normaliser and output, float32.
 
-    Returns `(B, K, G, c, Hv)` outputs and `(B, K, G, c)` log-sum-exps.
+    `(B, K, G, t)`, `(B, K, G, t)` and `(B, K, G, t, Hv)` for the `t` rows
+    of `query`.
     """
-    batch = ops.shape(query)[0]
-    stats_shape = (batch, *query.shape[1:4])  # (B, K, G, c)
-    value_dim = value.shape[-1]
-
-    def body(index, carry, edge):
-        running_max, normaliser, accumulated = carry
-        start = index * plan.chunk
-        key_block, value_block = _key_block(key, value, start, plan.chunk)
-        logits, valid, _ = _logits(
-            plan, query, key_block, mask, bias, q_start, start, edge
-        )
-        new_max = ops.maximum(running_max, ops.max(logits, axis=-1))
-        probs = ops.exp(logits - new_max[..., None])
-        if valid is not None:
-            # In a row with no valid key yet, masked logits equal the running
-            # max and exp() gives 1, not 0: zero them explicitly.
-            probs = ops.where(valid, probs, 0.0)
-        correction = ops.exp(running_max - new_max)
-        normaliser = normaliser * correction + ops.sum(probs, axis=-1)
-        # (B, K, G, c, Hv)
-        accumulated = accumulated * correction[..., None] + ops.matmul(
-            probs, value_block
-        )
-        return new_max, normaliser, accumulated
-
+    stats_shape = (ops.shape(query)[0], *query.shape[1:4])
     running_max = ops.full(stats_shape, MASKED_LOGIT, "float32")
     normaliser = ops.zeros(stats_shape, "float32")
     if sinks is not None:
         # The sink as a key seen first: max = sink, exp(sink - max) = 1.
         running_max = ops.broadcast_to(sinks, stats_shape)
         normaliser = ops.ones(stats_shape, "float32")
-    carry = (running_max, normaliser, ops.zeros((*stats_shape, value_dim)))
-    carry = _loop(0, num_whole, lambda i, c: body(i, c, False), carry)
-    carry = _loop(num_whole, num_blocks, lambda i, c: body(i, c, True), carry)
-    running_max, normaliser, accumulated = carry
-    # Rows that saw no valid key (none at all where num_blocks is 0) have
-    # normaliser 0 and accumulated 0.
+    accumulated = ops.zeros((*stats_shape, value.shape[-1]), "float32")
+    return running_max, normaliser, accumulated
+
+
+def _forward_block(
+    plan, query, mask, bias, key, value, q_start, start, edge, state
+):
+    """The online softmax state of a query block's rows after one key block.
+
+    `query`, `mask`, `bias` and `state` (see `_initial_state`) are the
+    block's rows; `start` is the key block's first key.
+    """
+    running_max, normaliser, accumulated = state
+    key_block, value_block = _key_block(key, value, start, plan.chunk)
+    logits, valid, _ = _logits(
+        plan, query, key_block, mask, bias, q_start, start, edge
+    )
+    new_max = ops.maximum(running_max, ops.max(logits, axis=-1))
+    probs = ops.exp(logits - new_max[..., None])
+    if valid is not None:
+        # In a row with no valid key yet, masked logits equal the running
+        # max and exp() gives 1, not 0: zero them explicitly.
+        probs = ops.where(valid, probs, 0.0)
+    correction = ops.exp(running_max - new_max)
+    normaliser = normaliser * correction + ops.sum(probs, axis=-1)
+    # (B, K, G, t, Hv)
+    accumulated = accumulated * correction[..., None] + ops.matmul(
+        probs, value_block
+    )
+    return new_max, normaliser, accumulated
+
+
+def _normalise(state):
+    """`(output (B, K, G, t, Hv), lse (B, K, G, t))` from the final state."""
+    running_max, normaliser, accumulated = state
+    # Rows that saw no valid key (none at all where no key block is
+    # visible) have normaliser 0 and accumulated 0.
     seen = normaliser > 0
     normaliser = ops.where(seen, normaliser, 1.0)
     lse = ops.where(seen, running_max + ops.log(normaliser), 0.0)
@@ -361,100 +392,102 @@ def _backward(
         # The sink's weight per row is exp(z - lse); its value is zero.
         d_sinks = -ops.sum(ops.exp(sinks[..., None] - lse) * delta, (0, 3, 4))
         d_sinks = ops.reshape(d_sinks, ops.shape(sinks))
+    inputs = (query, mask, bias, d_out, lse, delta)
 
-    def body(q_start, num_whole, num_blocks, carry):
-        # dQ (B, K, G, T_pad, H), dK, dV (B, K, S_pad, H|Hv), and dBias
-        # like the bias where there is one.
-        d_query, d_key, d_value, *d_bias = carry
-        rows = [
-            _slice_rows(x, q_start, plan.rows)
-            for x in (query, mask, bias, d_out, lse, delta, *d_bias)
-        ]
-        # The key blocks update the block's dBias rows, written back once:
-        # PyTorch copies the whole tensor at each update.
-        d_rows, d_key, d_value, *d_bias_rows = _backward_rows(
-            plan,
-            *rows[:6],
-            key,
-            value,
-            [d_key, d_value, *rows[6:]],
-            q_start,
-            num_whole,
-            num_blocks,
-        )
-        d_query = ops.slice_update(d_query, (0, 0, 0, q_start, 0), d_rows)
-        if d_bias and bias.shape[3] != 1:
-            d_bias_rows = [
-                ops.slice_update(
-                    d_bias[0], (0, 0, 0, q_start, 0), d_bias_rows[0]
+    def pair(q_start, k_start, edge, grads):
+        rows = [_slice_rows(x, q_start, plan.rows) for x in inputs]
+        block = _backward_block(plan, *rows, key, value, q_start, k_start, edge)
+        return _add_grads(grads, block, q_start, k_start, bias)
+
+    def query_block(q_start, num_whole, num_blocks, grads):
+        # The key blocks update the block's dQ and dBias rows, written
+        # back once: PyTorch copies the whole tensor at each update.
+        rows = [_slice_rows(x, q_start, plan.rows) for x in inputs]
+        d_query, d_key, d_value, *d_bias = grads
+
+        def key_block(edge):
+            def body(i, block_grads):
+                start = i * plan.chunk
+                block = _backward_block(
+                    plan, *rows, key, value, q_start, start, edge
                 )
-            ]
+                return _add_grads(block_grads, block, 0, start, bias)
+
+            return body
+
+        block_grads = (ops.zeros_like(rows[0]), d_key, d_value)
+        block_grads += tuple(_slice_rows(x, q_start, plan.rows) for x in d_bias)
+        block_grads = _loop(0, num_whole, key_block(False), block_grads)
+        block_grads = _loop(num_whole, num_blocks, key_block(True), block_grads)
+        d_rows, d_key, d_value, *d_bias_rows = block_grads
+        if d_bias and bias.shape[3] != 1:
+            d_bias_rows = [_put_rows(d_bias[0], q_start, d_bias_rows[0])]
+        d_query = _put_rows(d_query, q_start, d_rows)
         return (d_query, d_key, d_value, *d_bias_rows)
 
-    carry = (ops.zeros_like(query), ops.zeros_like(key), ops.zeros_like(value))
+    # dQ (B, K, G, T_pad, H), dK, dV (B, K, S_pad, H|Hv), and dBias like
+    # the bias where there is one.
+    grads = (ops.zeros_like(query), ops.zeros_like(key), ops.zeros_like(value))
     if bias is not None:
-        carry += (ops.zeros_like(bias),)
-    carry = plan.run(body, carry)
-    grads = dict(zip(("query", "key", "value", "bias"), carry))
+        grads += (ops.zeros_like(bias),)
+    if plan.loops_over_pairs():
+        grads = plan.run_pairs(pair, grads)
+    else:
+        grads = plan.run_rows(query_block, grads)
+    grads = dict(zip(("query", "key", "value", "bias"), grads))
     grads["sinks"] = d_sinks
     return grads
 
 
-def _backward_rows(
-    plan,
-    query,
-    mask,
-    bias,
-    d_out,
-    lse,
-    delta,
-    key,
-    value,
-    shared,
-    q_start,
-    num_whole,
-    num_blocks,
+def _backward_block(
+    plan, query, mask, bias, d_out, lse, delta, key, value, q_start, start, edge
 ):
-    """One query block: its `dQ` rows, then `shared` updated.
+    """A block's share of `(dQ rows, dK, dV, dBias)` (dBias None if no bias).
 
-    `query`, `mask`, `bias` and `d_out` are the block's rows; `lse` and
-    `delta` are `(B, K, G, c, 1)`. `shared` is `[dK, dV]`, then the
-    block's `dBias` rows when there is a bias.
+    `query`, `mask`, `bias` and `d_out` are the query block's rows; `lse`
+    and `delta` are `(B, K, G, t, 1)`; `start` is the key block's first
+    key. dBias is `(b, K|1, G|1, t|1, c|1)`, summed where the bias is
+    broadcast.
     """
-    chunk = plan.chunk
+    key_block, value_block = _key_block(key, value, start, plan.chunk)
+    logits, _, capped = _logits(
+        plan, query, key_block, mask, bias, q_start, start, edge
+    )
+    probs = ops.exp(logits - lse)  # (B, K, G, t, c)
+    # (B, K, c, Hv) summed over the G query heads of a key head.
+    d_value = ops.sum(ops.matmul(ops.swapaxes(probs, 3, 4), d_out), axis=2)
+    # (B, K, G, t, c)
+    d_probs = ops.matmul(d_out, ops.swapaxes(value_block, 3, 4))
+    d_logits = probs * (d_probs - delta)
+    if capped is not None:
+        d_logits = d_logits * (1.0 - ops.square(capped))
+    # (B, K, G, t, H) and (B, K, c, H)
+    d_query = ops.matmul(d_logits, ops.swapaxes(key_block, 3, 4))
+    d_key = ops.sum(ops.matmul(ops.swapaxes(d_logits, 3, 4), query), axis=2)
+    d_bias = None
+    if bias is not None:
+        d_bias = _reduce_to(d_logits, _slice_keys(bias, start, plan.chunk))
+    return d_query, d_key, d_value, d_bias
 
-    def body(index, carry, edge):
-        d_query, d_key, d_value, *d_bias = carry
-        start = index * chunk
-        key_block, value_block = _key_block(key, value, start, chunk)
-        logits, _, capped = _logits(
-            plan, query, key_block, mask, bias, q_start, start, edge
-        )
-        probs = ops.exp(logits - lse)  # (B, K, G, c, c)
-        # (B, K, G, c, Hv) summed over the G query heads of a key head.
-        block_d_value = ops.sum(
-            ops.matmul(ops.swapaxes(probs, 3, 4), d_out), axis=2
-        )
-        # (B, K, G, c, c)
-        d_probs = ops.matmul(d_out, ops.swapaxes(value_block, 3, 4))
-        d_logits = probs * (d_probs - delta)
-        if capped is not None:
-            d_logits = d_logits * (1.0 - ops.square(capped))
-        # (B, K, G, c, H) and (B, K, c, H)
-        d_query = d_query + ops.matmul(d_logits, ops.swapaxes(key_block, 3, 4))
-        block_d_key = ops.sum(
-            ops.matmul(ops.swapaxes(d_logits, 3, 4), query), axis=2
-        )
-        d_key = _add_at(d_key, (0, 0, start, 0), block_d_key)
-        d_value = _add_at(d_value, (0, 0, start, 0), block_d_value)
-        if d_bias:
-            # The block's (b, K|1, G|1, c|1, c|1) share of the bias rows,
-            # placed at its keys where the bias has them.
-            grad = _reduce_to(d_logits, _slice_keys(bias, start, chunk))
-            at = (0, 0, 0, 0, 0 if bias.shape[4] == 1 else start)
-            d_bias = [_add_at(d_bias[0], at, grad)]
-        return (d_query, d_key, d_value, *d_bias)
 
-    carry = (ops.zeros_like(query), *shared)
-    carry = _loop(0, num_whole, lambda i, c: body(i, c, False), carry)
-    return _loop(num_whole, num_blocks, lambda i, c: body(i, c, True), carry)
+def _add_grads(grads, block, row, start, bias):
+    """`grads` `(dQ, dK, dV[, dBias])` plus a block's, at its rows and keys.
+
+    `row` is the block's first row in `dQ` and `dBias` (0 where they hold
+    the query block's rows only), `start` its first key. A bias broadcast
+    over the rows or the keys has its gradient there once.
+    """
+    d_query, d_key, d_value, *d_bias = grads
+    d_query = _add_at(d_query, (0, 0, 0, row, 0), block[0])
+    d_key = _add_at(d_key, (0, 0, start, 0), block[1])
+    d_value = _add_at(d_value, (0, 0, start, 0), block[2])
+    if d_bias:
+        at = (
+            0,
+            0,
+            0,
+            0 if bias.shape[3] == 1 else row,
+            0 if bias.shape[4] == 1 else start,
+        )
+        d_bias = [_add_at(d_bias[0], at, block[3])]
+    return (d_query, d_key, d_value, *d_bias)
