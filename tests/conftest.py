@@ -7,7 +7,8 @@ torch`), each in its own pytest process.
 import gc
 import os
 
-from tests._subprocess import FAST_COMPILE  # imports no backend
+from tests._subprocess import single_thread_xla_flags  # imports no backend
+from tests._subprocess import suite_xla_flags
 
 # Quieter TensorFlow; set before any backend import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,20 +33,26 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # XLA (JAX, and TensorFlow's jit_compile) compiles with its LLVM backend at
-# optimization level 0: the suite's programs are tiny and most run once or
-# a few times, so LLVM's optimizations cost more than they save (a JAX
-# test of cached generation spends 20 of its 27 s compiling at the default
-# level, 10 of 17 s at 0; five heavy test files: 338 -> 284 s). XLA's own
+# optimization level 0, and on JAX with XLA CPU's older elemental kernel
+# emitters rather than its MLIR fusion emitters (where the installed jaxlib
+# still has them): the suite's programs are tiny and most run once or a
+# few times, so code generation costs more than it saves. Level 0: a JAX
+# test of cached generation spent 20 of its 27 s compiling at the default
+# level, 10 of 17 s at 0. The elemental emitters then halve the compile
+# time of a small eager op (a 200-op script: 19 -> 10 s;
+# tests/layers/transformer/test_transformer_decoder.py: 101 -> 59 s). Both
+# change how kernels are generated, not what they compute: XLA's HLO
 # passes (fusion, buffer assignment: what the memory tests read) are the
-# same at every level. Under pytest-xdist each worker also gets one CPU
-# thread: `make test` runs one worker per core, and several multi-threaded
-# workers on the same cores slow each other down many times over.
-# Subprocesses of the tests inherit both. Set before any backend import.
-_XLA_FLAGS = [FAST_COMPILE]
+# same. The first process (the xdist controller) sets them; workers and
+# subprocesses inherit them; flags set by the caller are kept. Under
+# pytest-xdist each worker also gets one CPU thread: `make test` runs one
+# worker per core, and several multi-threaded workers on the same cores
+# slow each other down many times over. Set before any backend import.
+if "XLA_FLAGS" not in os.environ:
+    os.environ["XLA_FLAGS"] = suite_xla_flags(os.environ.get("KERAS_BACKEND"))
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    _XLA_FLAGS.append("--xla_cpu_multi_thread_eigen=false")
+    os.environ["XLA_FLAGS"] = single_thread_xla_flags()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("XLA_FLAGS", " ".join(_XLA_FLAGS))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

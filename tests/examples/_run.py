@@ -4,8 +4,8 @@ import pathlib
 import subprocess
 import sys
 
-from tests._subprocess import FAST_COMPILE
 from tests._subprocess import backend_env
+from tests._subprocess import single_thread_xla_flags
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
@@ -15,8 +15,8 @@ def run_example(name, *args, timeout=600):
 
     The example runs in its own process (as a user runs it), on the backend
     of the test process, with one CPU thread so parallel test workers do not
-    slow each other down, XLA's LLVM backend at optimization level 0 (a
-    quick run mostly compiles; see `tests/conftest.py`), and without
+    slow each other down, the suite's XLA compile flags (a quick run mostly
+    compiles; see `tests/conftest.py`), and without
     TensorFlow on JAX and PyTorch (see `tests/_subprocess.py`). A non-zero
     exit fails with the output attached.
     """
@@ -24,7 +24,7 @@ def run_example(name, *args, timeout=600):
         OMP_NUM_THREADS="1",
         TF_NUM_INTRAOP_THREADS="1",
         TF_NUM_INTEROP_THREADS="1",
-        XLA_FLAGS=f"{FAST_COMPILE} --xla_cpu_multi_thread_eigen=false",
+        XLA_FLAGS=single_thread_xla_flags(),
     )
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), *map(str, args)],

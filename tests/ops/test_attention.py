@@ -11,6 +11,7 @@ import pytest
 from keras import ops
 
 from keras_attn.ops import scaled_dot_product_attention
+from tests._subprocess import ELEMENTAL_EMITTERS
 from tests._subprocess import FAST_COMPILE
 from tests.ops import numpy_reference as ref
 
@@ -435,9 +436,10 @@ def test_chunked_16k_positions_peak_memory_under_1_gib():
     # Full and causal self-attention over 16,384 positions, eagerly, each
     # in a fresh process so that the peak belongs to the call.
     env = dict(os.environ)
-    # Heavy loops compiled once: XLA's default LLVM optimization, not the
-    # suite's level 0 (tests/conftest.py), under which this took 2.4x as long.
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(FAST_COMPILE, "")
+    # Heavy loops compiled once: XLA's default code generation, not the
+    # suite's (tests/conftest.py), under which this took 2.4x as long.
+    for flag in (FAST_COMPILE, ELEMENTAL_EMITTERS):
+        env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(flag, "")
     proc = subprocess.run(
         [sys.executable, "-c", _PEAK_SCRIPT],
         capture_output=True,
