@@ -2,8 +2,9 @@
 
 Private to `attention_chunked.py`, which lays the inputs out (heads first,
 keys and queries padded to whole blocks, query scaled) and calls `attend`
-here. On JAX and TensorFlow every visible (query block, key block) pair
-runs in two flat compiled loops of static length (see `Blocks`).
+here. On JAX and TensorFlow the blocks run in compiled loops of static
+length: nested (query blocks, then key blocks) where every query block
+sees the same key blocks, else flat over the visible pairs (see `Blocks`).
 
 Forward (online softmax, per query block of `t` rows, over key blocks of
 `c` keys): each block's logits `s` (B, K, G, t, c) update a running max
@@ -49,24 +50,37 @@ class Blocks:
     shape and one loop body serves them all.
 
     Where loops are compiled (JAX, TensorFlow) and autodiff does not go
-    through them (no `score_mod`), the visible (query block, key block)
-    pairs run in two flat loops, one over the pairs that need no position
-    mask and one over the edge pairs (`run_pairs`); their carry holds the
-    state of every row, O(T). Flat, because XLA keeps one iteration's
-    buffers alive at a time: with the query blocks unrolled instead, it
-    scheduled them side by side (at N=2,048 in blocks of 256, causal, some
-    twenty (8, 256, 256) float32 blocks of logits at once: 88 MiB of temp
-    memory for a training step against 25 MiB non-causal). Of static
-    length, because a loop whose trip count is a tensor was slow on GPU,
-    most likely as its condition goes back to the host at every iteration:
-    key loops with causal bounds read from a table, nested in a loop over
-    the query blocks, made JAX's causal forward 1.6x slower on an H100.
+    through them (no `score_mod`), every loop has a static length and
+    keeps one block's buffers alive at a time (see `structure`):
 
-    Elsewhere the query blocks are unrolled, each with its own key loops
-    (`run_rows`): PyTorch's loops are Python's (eager, nothing scheduled
-    ahead), and autodiff through a `score_mod` would keep the flat loops'
-    state of every row at every iteration (and TensorFlow has no gradient
-    for a dynamic update at all).
+    - "nested" where every query block sees the same key blocks
+      (non-causal, or a single query block): one loop over the query
+      blocks, whose body runs the block's key loops, its rows'
+      online-softmax state in their carry, and writes its rows of the
+      result once. That state and the block's query rows stay alive
+      through its key loop: up to two more (t, H) blocks of rows in XLA's
+      temp memory than the flat loops (3% of a training step's).
+    - "pairs" where they differ (causal): the visible (query block, key
+      block) pairs in two flat loops, one over the pairs that need no
+      position mask and one over the edge pairs, carrying the state of
+      every row, O(T), whose block rows are sliced and written back at
+      every pair.
+
+    On an H100 (JAX, N=8,192 and 16,384, forward and training step) the
+    flat pairs took 0.75-0.8x the time of nested loops whose causal key
+    bounds were tensors read from a table (a trip count that most likely
+    goes back to the host at every iteration), but 1.11-1.15x that of the
+    nested loops of static bounds non-causal: hence both. Unrolled query
+    blocks are no option there: XLA scheduled them side by side (at
+    N=2,048 in blocks of 256, causal, some twenty (8, 256, 256) float32
+    blocks of logits at once: 88 MiB of temp memory for a training step
+    against 25 MiB non-causal).
+
+    Elsewhere ("rows") the query blocks are unrolled, each with its own
+    key loops: PyTorch's loops are Python's (eager, nothing scheduled
+    ahead), and autodiff through a `score_mod` would keep a loop's carry
+    of every row at every iteration (and TensorFlow has no gradient for a
+    dynamic update at all).
     """
 
     def __init__(self, q_len, k_len, chunk, causal_offset, score_mod, cap):
@@ -98,33 +112,49 @@ class Blocks:
             plan.append((min(num_whole, num_blocks), num_blocks))
         return plan
 
-    def loops_over_pairs(self):
-        """Whether `run_pairs` applies (else `run_rows`): see the class."""
-        return self.score_mod is None and _compat.loops_are_compiled()
+    def structure(self):
+        """How the blocks run: "rows", "nested" or "pairs" (see the class)."""
+        if self.score_mod is not None or not _compat.loops_are_compiled():
+            return "rows"
+        return "nested" if len(set(self.key_blocks())) == 1 else "pairs"
 
-    def run_rows(self, body, carry):
-        """`carry = body(q_start, num_whole, num_blocks, carry)` per block.
+    def run(self, query_block, pair, carry):
+        """Runs every visible block in the plan's `structure`.
 
-        Unrolled: the arguments are Python ints (see `key_blocks`).
+        Args:
+            query_block: `carry = query_block(q_start, num_whole,
+                num_blocks, carry)`, for one query block and its key blocks
+                (see `key_blocks`), Python ints; `q_start` is an int32
+                scalar in the nested loop.
+            pair: `carry = pair(q_start, k_start, edge, carry)`, for one
+                (query block, key block) pair, int32 scalars: the pairs
+                that need no position mask first (`edge` False), then the
+                edge pairs, each set in one loop of static length whose
+                body reads the pair's starts from a table.
+            carry: the initial carry.
         """
-        for index, bounds in enumerate(self.key_blocks()):
-            carry = body(index * self.rows, *bounds, carry)
-        return carry
-
-    def run_pairs(self, body, carry):
-        """`carry = body(q_start, k_start, edge, carry)` per visible pair.
-
-        The pairs that need no position mask first (`edge` False), then
-        the edge pairs: each set in one loop of static length whose body
-        reads the pair's starts, int32 scalars, from a table.
-        """
+        bounds = self.key_blocks()
+        structure = self.structure()
+        if structure == "nested" and len(bounds) > 1:
+            return ops.fori_loop(
+                0,
+                len(bounds),
+                lambda i, c: query_block(i * self.rows, *bounds[0], c),
+                carry,
+            )
+        if structure != "pairs":  # unrolled, or a single query block
+            for index, (num_whole, num_blocks) in enumerate(bounds):
+                carry = query_block(
+                    index * self.rows, num_whole, num_blocks, carry
+                )
+            return carry
         whole, edge = [], []
-        for index, (num_whole, num_blocks) in enumerate(self.key_blocks()):
+        for index, (num_whole, num_blocks) in enumerate(bounds):
             for block in range(num_blocks):
                 pairs = edge if block >= num_whole else whole
                 pairs.append((index * self.rows, block * self.chunk))
-        carry = _loop_over(whole, lambda q, k, c: body(q, k, False, c), carry)
-        return _loop_over(edge, lambda q, k, c: body(q, k, True, c), carry)
+        carry = _loop_over(whole, lambda q, k, c: pair(q, k, False, c), carry)
+        return _loop_over(edge, lambda q, k, c: pair(q, k, True, c), carry)
 
 
 def _loop_over(starts, body, carry):
@@ -207,6 +237,8 @@ def _slice_rows(x, start, rows):
 
 def _put_rows(x, start, rows):
     """`x` `(B, K, G, T_pad, ...)` with `rows` written from row `start`."""
+    if tuple(x.shape) == tuple(rows.shape):
+        return rows  # all of it (a single query block)
     return ops.slice_update(
         x, (0, 0, 0, start) + (0,) * (len(x.shape) - 4), rows
     )
@@ -291,11 +323,7 @@ def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
         )
         return tuple(_put_rows(x, q_start, y) for x, y in zip(state, new))
 
-    if plan.loops_over_pairs():
-        state = _initial_state(query, value, sinks)
-        return _normalise(plan.run_pairs(pair, state))
-
-    def query_block(q_start, num_whole, num_blocks, parts):
+    def query_block(q_start, num_whole, num_blocks, states):
         rows = [_slice_rows(x, q_start, plan.rows) for x in inputs]
 
         def key_block(edge):
@@ -306,12 +334,19 @@ def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
         state = _initial_state(rows[0], value, sinks)
         state = _loop(0, num_whole, key_block(False), state)
         state = _loop(num_whole, num_blocks, key_block(True), state)
-        return parts + [_normalise(state)]
+        if isinstance(states, list):
+            return states + [state]  # unrolled, joined below
+        return tuple(_put_rows(x, q_start, y) for x, y in zip(states, state))
 
-    # Rows joined by concatenation, which autodiff handles on every
-    # backend (TensorFlow has no gradient for a dynamic update).
-    parts = plan.run_rows(query_block, [])
-    return tuple(ops.concatenate(x, 3) for x in zip(*parts))
+    if plan.structure() == "rows":
+        # Rows joined by concatenation, which autodiff handles on every
+        # backend (TensorFlow has no gradient for a dynamic update).
+        states = plan.run(query_block, pair, [])
+        return _normalise([ops.concatenate(x, 3) for x in zip(*states)])
+    # The state of every row: each query block's rows are written once
+    # (nested) or at each of its pairs.
+    state = _initial_state(query, value, sinks)
+    return _normalise(plan.run(query_block, pair, state))
 
 
 def _initial_state(query, value, sinks):
@@ -430,10 +465,7 @@ def _backward(
     grads = (ops.zeros_like(query), ops.zeros_like(key), ops.zeros_like(value))
     if bias is not None:
         grads += (ops.zeros_like(bias),)
-    if plan.loops_over_pairs():
-        grads = plan.run_pairs(pair, grads)
-    else:
-        grads = plan.run_rows(query_block, grads)
+    grads = plan.run(query_block, pair, grads)
     grads = dict(zip(("query", "key", "value", "bias"), grads))
     grads["sinks"] = d_sinks
     return grads

@@ -102,11 +102,14 @@ def test_chunked_gradients_match_numpy(is_causal, cap, use_sinks):
     np.testing.assert_array_equal(grads[0][0, 1], 0.0)
 
 
-def test_chunked_gradients_compiled_match_numpy():
+@pytest.mark.parametrize("is_causal", [True, False], ids=["causal", "full"])
+def test_chunked_gradients_compiled_match_numpy(is_causal):
     # The compiled function (XLA on JAX and TensorFlow) takes the same
-    # custom backward pass; here with every option at once.
+    # custom backward pass; here with every option at once. Its two query
+    # blocks see the same key blocks without the causal mask (a loop over
+    # them), different ones with it (flat loops over the pairs).
     arrays, mask, d_out = _case(seed=1)
-    loss = _loss_fn(mask, d_out, True, 2.0, True)
+    loss = _loss_fn(mask, d_out, is_causal, 2.0, True)
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -126,7 +129,7 @@ def test_chunked_gradients_compiled_match_numpy():
         grads = [g.numpy() for g in grad(*map(tf.constant, arrays))]
     else:
         grads = _gradients(loss, arrays)  # torch runs eagerly
-    expected = _expected(arrays, mask, d_out, True, 2.0, True)
+    expected = _expected(arrays, mask, d_out, is_causal, 2.0, True)
     for name, g, e in zip(NAMES, grads, expected):
         np.testing.assert_allclose(g, e, atol=3e-5, rtol=1e-4, err_msg=name)
 
