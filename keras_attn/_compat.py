@@ -171,13 +171,22 @@ def loop_runs_in_python(x):
 def loops_are_compiled():
     """Whether `keras.ops.fori_loop` builds a compiled loop over tensors.
 
-    On JAX and TensorFlow it does (bounds may be tensors, the body is
-    traced once); on PyTorch it is a Python `for` over `range`, so its
-    bounds must be Python ints. The chunked attention runs its blocks in
-    flat loops of static length where the loop is compiled (see
-    `keras_attn/ops/_chunked_blocks.py`).
+    On JAX it always does, and on TensorFlow while a graph is traced
+    (`tf.function`, with or without XLA): the body is traced once and a
+    slice update of the carry can happen in place. Eager TensorFlow runs
+    the body op by op at each iteration and copies the whole carry at each
+    slice update, and PyTorch's loop is a Python `for`. The chunked
+    attention picks its loop structure by this (see
+    `keras_attn/ops/_chunked_blocks.py`): its flat loops over block pairs
+    write rows of an O(T) carry at every pair, which eagerly made
+    TensorFlow's causal call at N=8,192 1.3x slower.
     """
-    return keras.backend.backend() != "torch"
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+    return backend == "jax"
 
 
 def cache_prefix_length(index, query_length):

@@ -2,9 +2,10 @@
 
 Private to `attention_chunked.py`, which lays the inputs out (heads first,
 keys and queries padded to whole blocks, query scaled) and calls `attend`
-here. On JAX and TensorFlow the blocks run in compiled loops of static
-length: nested (query blocks, then key blocks) where every query block
-sees the same key blocks, else flat over the visible pairs (see `Blocks`).
+here. On JAX (and TensorFlow in a graph) the blocks run in compiled loops
+of static length: nested (query blocks, then key blocks) where every query
+block sees the same key blocks, else flat over the visible pairs (see
+`Blocks`).
 
 Forward (online softmax, per query block of `t` rows, over key blocks of
 `c` keys): each block's logits `s` (B, K, G, t, c) update a running max
@@ -49,9 +50,10 @@ class Blocks:
     `padded_q_len`, whole query blocks, so that every block has the same
     shape and one loop body serves them all.
 
-    Where loops are compiled (JAX, TensorFlow) and autodiff does not go
-    through them (no `score_mod`), every loop has a static length and
-    keeps one block's buffers alive at a time (see `structure`):
+    Where loops are compiled (JAX; TensorFlow in a graph) and autodiff
+    does not go through them (no `score_mod`), every loop has a static
+    length and keeps one block's buffers alive at a time (see
+    `structure`):
 
     - "nested" where every query block sees the same key blocks
       (non-causal, or a single query block): one loop over the query
@@ -77,10 +79,11 @@ class Blocks:
     against 25 MiB non-causal).
 
     Elsewhere ("rows") the query blocks are unrolled, each with its own
-    key loops: PyTorch's loops are Python's (eager, nothing scheduled
-    ahead), and autodiff through a `score_mod` would keep a loop's carry
-    of every row at every iteration (and TensorFlow has no gradient for a
-    dynamic update at all).
+    key loops: eager loops (PyTorch's, and TensorFlow's outside a graph)
+    run op by op, nothing is scheduled ahead, and a carry's slice update
+    copies all of it; and autodiff through a `score_mod` would keep a
+    loop's carry of every row at every iteration (and TensorFlow has no
+    gradient for a dynamic update at all).
     """
 
     def __init__(self, q_len, k_len, chunk, causal_offset, score_mod, cap):
