@@ -177,7 +177,7 @@ def loops_are_compiled():
     the body op by op at each iteration and copies the whole carry at each
     slice update, and PyTorch's loop is a Python `for`. The chunked
     attention picks its loop structure by this (see
-    `keras_attn/ops/_chunked_blocks.py`): its flat loops over block pairs
+    `keras_attn/ops/_chunked_plan.py`): its flat loops over block pairs
     write rows of an O(T) carry at every pair, which eagerly made
     TensorFlow's causal call at N=8,192 1.3x slower.
     """

@@ -27,8 +27,8 @@ import keras
 from keras import ops
 
 from keras_attn._validation import static_shape
-from keras_attn.ops._chunked_blocks import Blocks
 from keras_attn.ops._chunked_blocks import attend
+from keras_attn.ops._chunked_plan import Blocks
 from keras_attn.ops.attention_fused import fused_attention
 from keras_attn.ops.attention_fused import to_rank4
 from keras_attn.ops.attention_reference import group_heads
