@@ -178,7 +178,8 @@ def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
         )
         return tuple(_put_rows(x, q_start, y) for x, y in zip(state, new))
 
-    def query_block(q_start, num_whole, num_blocks, states):
+    def block_state(q_start, num_whole, num_blocks):
+        # One query block's rows through its key blocks: its own state.
         rows = [_slice_rows(x, q_start, plan.rows) for x in inputs]
 
         def key_block(edge):
@@ -188,20 +189,26 @@ def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
 
         state = _initial_state(rows[0], value, sinks)
         state = static_loop(0, num_whole, key_block(False), state)
-        state = static_loop(num_whole, num_blocks, key_block(True), state)
-        if isinstance(states, list):
-            return states + [state]  # unrolled, joined below
-        return tuple(_put_rows(x, q_start, y) for x, y in zip(states, state))
+        return static_loop(num_whole, num_blocks, key_block(True), state)
 
     if plan.structure() == "rows":
-        # Rows joined by concatenation, which autodiff handles on every
-        # backend (TensorFlow has no gradient for a dynamic update).
-        states = plan.run(query_block, pair, [])
+        # The blocks' states in a list, joined by concatenation, which
+        # autodiff handles on every backend (TensorFlow has no gradient for
+        # a dynamic update).
+        def append_block(q_start, num_whole, num_blocks, states):
+            return states + [block_state(q_start, num_whole, num_blocks)]
+
+        states = plan.run(append_block, pair, [])
         return _normalise([ops.concatenate(x, 3) for x in zip(*states)])
-    # The state of every row: each query block's rows are written once
-    # (nested) or at each of its pairs.
+
+    # The state of every row, a loop carry: each query block's rows are
+    # written once (nested) or at each of its pairs.
+    def write_block(q_start, num_whole, num_blocks, state):
+        rows = block_state(q_start, num_whole, num_blocks)
+        return tuple(_put_rows(x, q_start, y) for x, y in zip(state, rows))
+
     state = _initial_state(query, value, sinks)
-    return _normalise(plan.run(query_block, pair, state))
+    return _normalise(plan.run(write_block, pair, state))
 
 
 def _initial_state(query, value, sinks):
