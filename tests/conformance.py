@@ -169,7 +169,8 @@ def _default_lengths(input_data, sequence_axes):
     size = min(sizes)
     if size < 3:
         raise ValueError(
-            "The unknown-length check cuts the data to three lengths: give "
+            "The unknown-length check cuts the data to up to three lengths "
+            "(T, T - 1, T - 2 on TensorFlow): give "
             "sequences of length >= 3 or `lengths`. Received: sequence "
             f"length {size}"
         )

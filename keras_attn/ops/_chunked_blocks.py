@@ -176,7 +176,7 @@ def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
         new = _forward_block(
             plan, *rows[:3], key, value, q_start, k_start, edge, rows[3:]
         )
-        return tuple(_put_rows(x, q_start, y) for x, y in zip(state, new))
+        return _put_state(state, q_start, new)
 
     def block_state(q_start, num_whole, num_blocks):
         # One query block's rows through its key blocks: its own state.
@@ -204,11 +204,17 @@ def _forward(plan, query, key, value, mask=None, bias=None, sinks=None):
     # The state of every row, a loop carry: each query block's rows are
     # written once (nested) or at each of its pairs.
     def write_block(q_start, num_whole, num_blocks, state):
-        rows = block_state(q_start, num_whole, num_blocks)
-        return tuple(_put_rows(x, q_start, y) for x, y in zip(state, rows))
+        return _put_state(
+            state, q_start, block_state(q_start, num_whole, num_blocks)
+        )
 
     state = _initial_state(query, value, sinks)
     return _normalise(plan.run(write_block, pair, state))
+
+
+def _put_state(state, start, rows):
+    """`state` (every row's) with `rows` (one block's) written at `start`."""
+    return tuple(_put_rows(x, start, y) for x, y in zip(state, rows))
 
 
 def _initial_state(query, value, sinks):
