@@ -15,7 +15,6 @@ controller when they finish. Subprocesses a test starts are not counted.
 """
 
 import collections
-import os
 
 import pytest
 
@@ -42,9 +41,11 @@ def _on_duration(event, duration, **kwargs):
 
 
 def pytest_sessionstart(session):
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "jax":
+    # Imported here: tests/conftest.py sets the backends' environment first.
+    import keras
+
+    if keras.backend.backend() != "jax":
         return
-    # Imported here: tests/conftest.py sets JAX's environment first.
     import jax.monitoring
 
     jax.monitoring.register_event_duration_secs_listener(_on_duration)
