@@ -7,7 +7,7 @@ prints, after the run, one row per test file: the time its tests took
 (set-up, call and tear-down, summed over the workers) and, on JAX, how many
 XLA compilations ran while they did and the seconds spent tracing,
 lowering and compiling them. On JAX most of a run's time is compilation:
-each op run eagerly compiles once per new shape (~30 ms here), so the
+each op run eagerly compiles once per new shape (30-50 ms here), so the
 compilation column says whether a file's time is its computations or its
 count of distinct shapes (see CONTRIBUTING.md, "Keeping the suite fast").
 Works with and without pytest-xdist: workers send their counts to the
@@ -67,10 +67,10 @@ def pytest_sessionfinish(session):
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook
 def pytest_testnodedown(node, error):
-    # The controller, as each xdist worker finishes.
-    for name, (count, seconds) in node.workeroutput.get(
-        "suite_profile", {}
-    ).items():
+    # The controller, as each xdist worker finishes (a worker that crashed
+    # has no output: its counts are lost, its crash is xdist's to report).
+    counts = getattr(node, "workeroutput", {}).get("suite_profile", {})
+    for name, (count, seconds) in counts.items():
         _compiles[name][0] += count
         _compiles[name][1] += seconds
 

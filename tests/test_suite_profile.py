@@ -60,6 +60,8 @@ def test_files_compilations_and_workers_add_up(profile):
         workeroutput={"suite_profile": {"b.py": [4, 0.75]}}
     )
     profile.pytest_testnodedown(worker, None)
+    # A worker that crashed hands nothing over and breaks nothing.
+    profile.pytest_testnodedown(types.SimpleNamespace(), "crashed")
 
     lines = _table(profile, types.SimpleNamespace())
     assert "10 s of test time in 3 files" in lines[1]
