@@ -54,7 +54,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["XLA_FLAGS"] = single_thread_xla_flags()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck  # noqa: E402
@@ -82,45 +81,54 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-BACKEND = keras.backend.backend()
 
-
-def _disable_tf32():
+def _disable_tf32(backend):
     # TF32 matmuls would loosen the 1e-5 equality tests on GPUs that have it.
-    if BACKEND == "tensorflow":
+    if backend == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_tensor_float_32_execution(False)
-    elif BACKEND == "torch":
+    elif backend == "torch":
         import torch
 
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    elif BACKEND == "jax":
+    elif backend == "jax":
         import jax
 
         jax.config.update("jax_default_matmul_precision", "highest")
 
 
-def _one_thread_per_xdist_worker():
+def _one_thread_per_xdist_worker(backend):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    if BACKEND == "torch":
+    if backend == "torch":
         import torch
 
         torch.set_num_threads(1)
-    elif BACKEND == "tensorflow":
+    elif backend == "tensorflow":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-_disable_tf32()
-_one_thread_per_xdist_worker()
+def _is_xdist_controller(config):
+    """Whether this process hands the tests to xdist workers (`-n N`)."""
+    workers = getattr(config.option, "numprocesses", None)
+    return bool(workers) and not hasattr(config, "workerinput")
 
 
 def pytest_configure(config):
+    # Keras and the backend are set up where tests run: in each xdist
+    # worker, or in pytest's own process without xdist. The controller of
+    # `-n 2` runs no test, and importing Keras there (5-7 s on TensorFlow
+    # and PyTorch) would delay the start of every worker.
+    if not _is_xdist_controller(config):
+        import keras
+
+        _disable_tf32(keras.backend.backend())
+        _one_thread_per_xdist_worker(keras.backend.backend())
     config.addinivalue_line(
         "markers",
         "large: slow or memory-heavy; still runs in `make test` and CI, "
@@ -155,12 +163,18 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    return f"keras {keras.__version__}, backend {BACKEND}"
+    from importlib.metadata import version
+
+    # Read without importing Keras (see pytest_configure).
+    backend = os.environ.get("KERAS_BACKEND", "from keras.json")
+    return f"keras {version('keras')}, backend {backend}"
 
 
 @pytest.fixture(autouse=True)
 def _reset_keras_state():
     """Each test starts with the float32 policy and a fixed seed."""
+    import keras
+
     keras.config.set_dtype_policy("float32")
     keras.utils.set_random_seed(1234)
     yield
