@@ -398,7 +398,7 @@ def main(argv=None):
     if args.predict:
         return predict(args)
     keras.utils.set_random_seed(args.seed)
-    num_train = args.num_train or (2000 if args.quick else 20000)
+    num_train = args.num_train or (1000 if args.quick else 20000)
     num_test = 200 if args.quick else 2000
     epochs = args.epochs or (2 if args.quick else 8)
     verbose = 2 if args.quick else 1
