@@ -127,8 +127,9 @@ def pytest_configure(config):
     if not _is_xdist_controller(config):
         import keras
 
-        _disable_tf32(keras.backend.backend())
-        _one_thread_per_xdist_worker(keras.backend.backend())
+        backend = keras.backend.backend()
+        _disable_tf32(backend)
+        _one_thread_per_xdist_worker(backend)
     config.addinivalue_line(
         "markers",
         "large: slow or memory-heavy; still runs in `make test` and CI, "
