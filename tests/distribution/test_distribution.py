@@ -15,6 +15,7 @@ import keras
 import pytest
 
 from tests._subprocess import backend_env
+from tests._subprocess import single_thread_xla_flags
 
 SCRIPT = pathlib.Path(__file__).with_name("_run_distributed.py")
 ROOT = SCRIPT.parents[2]
@@ -72,9 +73,9 @@ def _expected(name, path):
 
 @pytest.fixture(scope="module")
 def report():
-    # The script assigns the device count itself; an inherited XLA_FLAGS
-    # (here one without it) must not matter.
-    env = backend_env(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
+    # The suite's compile flags, with XLA's matmuls on one thread; the
+    # script puts the device count in front of them.
+    env = backend_env(XLA_FLAGS=single_thread_xla_flags())
     result = subprocess.run(
         [sys.executable, str(SCRIPT)],
         env=env,
