@@ -7,6 +7,7 @@ import math
 import pytest
 
 from tests.examples._run import run_example
+from tests.examples._run import run_example_here
 
 
 def _result(stdout):
@@ -41,6 +42,6 @@ def test_char_lm_quick_trains_and_predicts_the_same(tmp_path):
         prompts
     )
     predicted = _result(
-        run_example("char_lm", "--out", out, "--predict", *prompts)
+        run_example_here("char_lm", "--out", out, "--predict", *prompts)
     )
     assert predicted["completions"] == result["completions"]

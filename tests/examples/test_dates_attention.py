@@ -1,5 +1,5 @@
 """examples/dates_attention.py: the pipeline runs, learns, and the saved
-model answers the same in a fresh process."""
+model answers the same when --predict loads it."""
 
 import importlib.util
 import json
@@ -9,6 +9,7 @@ import pytest
 
 from tests.examples._run import EXAMPLES
 from tests.examples._run import run_example
+from tests.examples._run import run_example_here
 
 
 def _load():
@@ -54,7 +55,7 @@ def test_quick_run_learns_and_predict_matches(tmp_path):
         assert model["loss"][-1] < model["loss"][0], name
     assert pathlib.Path(tmp_path, "dates_attention.keras").exists()
     samples = result["samples"]
-    output = run_example(
+    output = run_example_here(
         "dates_attention", "--out", tmp_path, "--predict", *samples
     )
     assert _tagged(output, "PREDICT") == samples

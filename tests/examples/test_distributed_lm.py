@@ -9,6 +9,7 @@ import keras
 import pytest
 
 from tests.examples._run import run_example
+from tests.examples._run import run_example_here
 
 
 def _result(stdout):
@@ -46,7 +47,7 @@ def test_distributed_lm_quick(tmp_path):
     assert result["same_generation"] is True
 
     predicted = _result(
-        run_example("distributed_lm", "--out", out, "--predict", *PROMPTS)
+        run_example_here("distributed_lm", "--out", out, "--predict", *PROMPTS)
     )
     assert predicted["completions"] == result["completions"]
 

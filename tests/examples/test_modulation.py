@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.examples._run import run_example
+from tests.examples._run import run_example_here
 
 
 def _tagged(output, tag):
@@ -27,11 +28,12 @@ def test_quick_run_learns_and_predict_repeats_the_answers(tmp_path):
     sizes = [result["models"][n]["parameters"] for n in ("transformer", "cnn")]
     assert 0.8 < sizes[1] / sizes[0] < 1.25
 
-    # A fresh process loads the saved Transformer and answers the same
-    # generated frames with the same labels as right after training.
+    # --predict (run in this process, which never built the model) loads
+    # the saved Transformer and answers the same generated frames with the
+    # same labels as right after training.
     items = result["predict_items"]
     answer = _tagged(
-        run_example("modulation", "--out", tmp_path, "--predict", *items),
+        run_example_here("modulation", "--out", tmp_path, "--predict", *items),
         "PREDICT ",
     )
     assert answer["items"] == items

@@ -1,5 +1,5 @@
 """examples/translate_numbers.py: the pipeline runs, learns, and the saved
-model answers the same in a fresh process."""
+model answers the same when --predict loads it."""
 
 import importlib.util
 import json
@@ -9,6 +9,7 @@ import pytest
 
 from tests.examples._run import EXAMPLES
 from tests.examples._run import run_example
+from tests.examples._run import run_example_here
 
 
 def _load():
@@ -73,7 +74,7 @@ def test_quick_run_learns_and_predict_matches(tmp_path):
     assert result["loss"][-1] < result["loss"][0]
     assert pathlib.Path(tmp_path, "translate_numbers.keras").exists()
     samples = result["samples"]
-    output = run_example(
+    output = run_example_here(
         "translate_numbers", "--out", tmp_path, "--predict", *samples
     )
     assert _tagged(output, "PREDICT") == samples

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.examples._run import run_example
+from tests.examples._run import run_example_here
 
 
 def _tagged(output, tag):
@@ -27,11 +28,14 @@ def test_quick_run_learns_and_predict_repeats_the_answers(tmp_path):
     assert result["vit_accuracy"] > 0.2
     assert result["cnn_accuracy"] > 0.2
 
-    # A fresh process loads the saved ViT and answers the same test digits
-    # with the same labels as the model right after training.
+    # --predict (run in this process, which never built the model) loads
+    # the saved ViT and answers the same test digits with the same labels
+    # as the model right after training.
     indices = [str(i) for i in result["predict_indices"]]
     answer = _tagged(
-        run_example("vit_digits", "--out", tmp_path, "--predict", *indices),
+        run_example_here(
+            "vit_digits", "--out", tmp_path, "--predict", *indices
+        ),
         "PREDICT ",
     )
     assert answer["indices"] == result["predict_indices"]
