@@ -74,7 +74,7 @@ def _expected(name, path):
 @pytest.fixture(scope="module")
 def report():
     # The suite's compile flags, with XLA's matmuls on one thread; the
-    # script puts the device count in front of them.
+    # script appends the device count to them.
     env = backend_env(XLA_FLAGS=single_thread_xla_flags())
     result = subprocess.run(
         [sys.executable, str(SCRIPT)],

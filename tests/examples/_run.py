@@ -60,8 +60,11 @@ def run_example_here(name, *args):
     `sys.argv` and its directory first on `sys.path` (for the examples'
     shared modules), both restored afterwards. A second process per
     example would import Keras and the backend again: 4-9 s here for a
-    `--predict` run that itself takes about a second. A non-zero exit
-    fails with the output attached.
+    `--predict` run that itself takes about a second. What a subprocess
+    would check and this does not: that the run needs no other backend
+    (see `tests/_subprocess.py`), and the backend's own settings (this
+    process has the suite's, `tests/conftest.py`). A non-zero exit fails,
+    and an exception propagates, with the output attached.
     """
     script = EXAMPLES / f"{name}.py"
     argv, path = sys.argv[:], sys.path[:]
@@ -77,6 +80,9 @@ def run_example_here(name, *args):
                 f"examples/{name}.py {' '.join(map(str, args))} exited "
                 f"{exit.code}\n--- stdout\n{stdout.getvalue()[-4000:]}"
             ) from exit
+    except Exception as error:
+        error.add_note(f"--- stdout\n{stdout.getvalue()[-4000:]}")
+        raise
     finally:
         sys.argv, sys.path[:] = argv, path
     return stdout.getvalue()
